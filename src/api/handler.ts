@@ -1,0 +1,36 @@
+/**
+ * The one Node request handler behind the port: Connect, gRPC and gRPC-web
+ * for every service, from one connect router.
+ */
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { DomainDeps } from "../domain/deps.js";
+import { AdminService } from "../gen/zitadel/admin/v1/admin_pb.js";
+import { createAdminService } from "./admin-service.js";
+import { createAuthGate } from "./auth-gate.js";
+import { errorMapper } from "./error-mapper.js";
+import type { RequestHandler } from "./listener.js";
+import { requestLogger } from "./request-log.js";
+
+/**
+ * Largest request message accepted, in bytes. Admin messages are a few
+ * hundred bytes; 1 MiB leaves room and refuses a large body while reading it,
+ * without buffering it whole.
+ */
+export const readMaxBytes = 1024 * 1024;
+
+/** Longest deadline a client may ask for, in ms. */
+export const maxTimeoutMs = 5 * 60_000;
+
+/** Builds the request handler for all services. */
+export function createHandler(deps: DomainDeps): RequestHandler {
+  return connectNodeAdapter({
+    readMaxBytes,
+    maxTimeoutMs,
+    // First is outermost: the logger sees the error the mapper produced.
+    interceptors: [requestLogger(deps.log), errorMapper(deps.log)],
+    requestGate: createAuthGate(deps.store, deps.log),
+    routes(router) {
+      router.service(AdminService, createAdminService(deps));
+    },
+  }) as RequestHandler;
+}

@@ -1,0 +1,91 @@
+/**
+ * Every setting of the `smtpgate` command: its flag, environment variable,
+ * default and meaning, read and checked once at startup. Flags win over
+ * environment variables (SMTPGATE_<NAME>, e.g. SMTPGATE_DATA_DIR).
+ */
+import { parseArgs } from "node:util";
+
+/** One setting of a command. */
+export interface SettingSpec {
+  readonly flag: string;
+  readonly env: string;
+  readonly kind: "string" | "list" | "boolean";
+  readonly default?: string;
+  readonly help: string;
+}
+
+/** Thrown for bad command-line input; the CLI prints it and exits with 2. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+/** Settings shared by all commands. */
+export const dataDirSpec: SettingSpec = {
+  flag: "data-dir",
+  env: "SMTPGATE_DATA_DIR",
+  kind: "string",
+  default: "./data",
+  help: "directory of the embedded SQLite store, master key and bootstrap token",
+};
+
+/** Settings of `smtpgate serve`. */
+export const serveSpecs: readonly SettingSpec[] = [
+  { flag: "port", env: "SMTPGATE_PORT", kind: "string", default: "8080", help: "TCP port for all protocols (0 picks a free one)" },
+  { flag: "host", env: "SMTPGATE_HOST", kind: "string", default: "127.0.0.1", help: "address to listen on" },
+  dataDirSpec,
+  { flag: "log-level", env: "SMTPGATE_LOG_LEVEL", kind: "string", default: "info", help: "debug, info, warn or error" },
+  { flag: "smtp-ca-file", env: "SMTPGATE_SMTP_CA_FILE", kind: "string", help: "PEM bundle of extra CAs trusted for SMTP TLS (system roots stay trusted)" },
+];
+
+/** Parsed values by flag name. */
+export type Values = Record<string, string | string[] | boolean | undefined>;
+
+/**
+ * Parses `args` against `specs`, filling gaps from `env` and defaults.
+ * Throws UsageError for unknown flags or missing values.
+ */
+export function readSettings(specs: readonly SettingSpec[], args: string[], env: NodeJS.ProcessEnv): Values {
+  const options: Record<string, { type: "string" | "boolean"; multiple?: boolean }> = { help: { type: "boolean" } };
+  for (const s of specs) options[s.flag] = { type: s.kind === "boolean" ? "boolean" : "string", multiple: s.kind === "list" };
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: false, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const values: Values = { help: parsed.values.help as boolean | undefined };
+  for (const s of specs) values[s.flag] = (parsed.values[s.flag] as Values[string]) ?? fromEnv(s, env[s.env]);
+  return values;
+}
+
+function fromEnv(spec: SettingSpec, raw: string | undefined): string | string[] | boolean | undefined {
+  if (raw === undefined || raw === "") return spec.kind === "list" ? (spec.default ? [spec.default] : []) : spec.default;
+  if (spec.kind === "list") return raw.split(",").map((v) => v.trim()).filter(Boolean);
+  if (spec.kind === "boolean") return raw === "true" || raw === "1";
+  return raw;
+}
+
+/** The --help text of a command. */
+export function usage(command: string, summary: string, specs: readonly SettingSpec[]): string {
+  const lines = [`Usage: smtpgate ${command} [options]`, "", summary, "", "Options:"];
+  for (const s of specs) {
+    const value = s.kind === "boolean" ? "" : ` <${s.kind === "list" ? "value, repeatable" : "value"}>`;
+    const dflt = s.default ? ` (default: ${s.default})` : "";
+    lines.push(`  --${s.flag}${value}`, `      ${s.help}${dflt}; env ${s.env}`);
+  }
+  lines.push("  --help", "      show this help");
+  return lines.join("\n");
+}
+
+/** A port number from text. Throws UsageError unless 0..65535. */
+export function parsePort(text: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) throw new UsageError(`--port must be a number from 0 to 65535, got ${JSON.stringify(text)}`);
+  return port;
+}
+
+/** A log level from text. Throws UsageError for unknown levels. */
+export function parseLogLevel(text: string): "debug" | "info" | "warn" | "error" {
+  if (text === "debug" || text === "info" || text === "warn" || text === "error") return text;
+  throw new UsageError(`--log-level must be debug, info, warn or error, got ${JSON.stringify(text)}`);
+}

@@ -1,0 +1,34 @@
+/**
+ * What the domain's commands and queries are given to work with. Built once
+ * in src/server.ts; tests build their own with real components.
+ */
+import type { Store } from "../store/store.js";
+import type { MailSender } from "./mail.js";
+import type { SecretBox } from "./secret-box.js";
+
+/** Minimal structured logger; pino satisfies it. */
+export interface Logger {
+  debug(fields: object, message: string): void;
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+/** Dependencies of domain functions. */
+export interface DomainDeps {
+  readonly store: Store;
+  readonly secrets: SecretBox;
+  readonly mailer: MailSender;
+  readonly log: Logger;
+  /** Current time; replaceable in tests. */
+  readonly now: () => Date;
+}
+
+/** Metadata of a stored object, from its events (ZITADEL's ObjectDetails). */
+export interface ObjectDetails {
+  readonly sequence: bigint;
+  readonly creationDate: Date;
+  readonly changeDate: Date;
+  /** The owning instance's id. */
+  readonly resourceOwner: string;
+}

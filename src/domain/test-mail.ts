@@ -1,0 +1,124 @@
+/**
+ * Test mails: a real mail sent synchronously through a stored provider or
+ * through settings the caller types, so an administrator sees at once
+ * whether the server accepts them.
+ */
+import { requirePermission, type Principal } from "./access.js";
+import type { DomainDeps } from "./deps.js";
+import { DomainError } from "./errors.js";
+import type { SmtpSettings } from "./mail.js";
+import { checkLength, checkAddress, checkHeaderSafe, checkHostPort, limits } from "./validate.js";
+import { notFound } from "./provider-commands.js";
+import { checkPassword } from "./provider-input.js";
+import type { SmtpProvider } from "./provider.js";
+
+const subject = "Test mail from smtpgate";
+const body = "This is a test mail. Your SMTP settings work: the server accepted it.";
+
+/** Settings typed by the caller for TestSMTPConfig. */
+export interface TestSettings {
+  readonly senderAddress: string;
+  readonly senderName: string;
+  readonly tls: boolean;
+  readonly host: string;
+  readonly user: string;
+  readonly password: string;
+  readonly receiverAddress: string;
+  /** A stored provider whose password may be reused; "" for none. */
+  readonly id: string;
+}
+
+/**
+ * Sends a test mail through stored provider `id`, active or not, logging in
+ * with its current password. Throws forbidden, invalid, not_found, or the
+ * SmtpSendError that says what the server answered.
+ */
+export async function testProviderById(
+  deps: DomainDeps,
+  principal: Principal,
+  input: { id: string; receiverAddress: string },
+): Promise<void> {
+  requirePermission(principal, "iam.write");
+  checkLength("id", input.id, limits.id);
+  checkReceiver(input.receiverAddress);
+
+  const provider = await deps.store.findProvider(principal.instanceId, input.id);
+  if (!provider) throw notFound();
+  const settings = { host: provider.host, tls: provider.tls, user: provider.user, password: openPassword(deps, provider) };
+  await sendTest(deps, principal, settings, provider, input.receiverAddress);
+}
+
+/**
+ * Sends a test mail with typed settings. Without a password but with an id,
+ * the stored password is reused only if host and user equal the stored ones:
+ * a stored password is never sent to a host the caller just typed.
+ * Throws forbidden, invalid, not_found, or SmtpSendError.
+ */
+export async function testSettings(deps: DomainDeps, principal: Principal, input: TestSettings): Promise<void> {
+  requirePermission(principal, "iam.write");
+  checkTestInput(input);
+
+  let password = input.password;
+  if (password === "" && input.id !== "") {
+    const stored = await deps.store.findProvider(principal.instanceId, input.id);
+    if (!stored) throw notFound();
+    if (stored.host !== input.host || stored.user !== input.user) {
+      throw new DomainError(
+        "invalid",
+        "SMTP-test02",
+        "a stored password is only reused with the host and user it was saved for; enter the password",
+      );
+    }
+    password = openPassword(deps, stored);
+  }
+  const settings = { host: input.host, tls: input.tls, user: input.user, password };
+  await sendTest(deps, principal, settings, input, input.receiverAddress);
+}
+
+function checkTestInput(input: TestSettings): void {
+  checkLength("sender_address", input.senderAddress, limits.senderAddress);
+  checkAddress("sender_address", input.senderAddress);
+  checkLength("sender_name", input.senderName, limits.senderName);
+  checkHeaderSafe("sender_name", input.senderName);
+  checkLength("host", input.host, limits.host);
+  checkHostPort("host", input.host);
+  checkLength("user", input.user, limits.user);
+  checkHeaderSafe("user", input.user);
+  checkPassword(input.password);
+  checkLength("id", input.id, { min: 0, max: limits.id.max });
+  checkReceiver(input.receiverAddress);
+}
+
+function checkReceiver(address: string): void {
+  checkLength("receiver_address", address, limits.receiverAddress);
+  checkAddress("receiver_address", address);
+}
+
+function openPassword(deps: DomainDeps, p: SmtpProvider): string {
+  return deps.secrets.open(p.sealedPassword, { instanceId: p.instanceId, providerId: p.id });
+}
+
+async function sendTest(
+  deps: DomainDeps,
+  principal: Principal,
+  settings: SmtpSettings,
+  sender: { senderAddress: string; senderName: string; replyToAddress?: string },
+  receiver: string,
+): Promise<void> {
+  const started = Date.now();
+  try {
+    await deps.mailer.send(settings, {
+      fromAddress: sender.senderAddress,
+      fromName: sender.senderName,
+      replyTo: sender.replyToAddress || undefined,
+      to: [receiver],
+      subject,
+      text: body,
+    });
+  } catch (err) {
+    const reason = (err as { reason?: string }).reason;
+    deps.log.warn({ event: "smtp.test_failed", instanceId: principal.instanceId, host: settings.host, reason, durationMs: Date.now() - started }, "test mail not sent");
+    throw err;
+  }
+  deps.log.info({ event: "smtp.test_sent", instanceId: principal.instanceId, host: settings.host, durationMs: Date.now() - started }, "test mail sent");
+}

@@ -1,0 +1,112 @@
+/**
+ * Wiring only: store, secrets, mailer, domain, API and the listening port.
+ */
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { DestinationStream } from "pino";
+import { createHandler } from "./api/handler.js";
+import { listenDual, type DualServer } from "./api/listener.js";
+import { createLogger } from "./config/logger.js";
+import { loadMasterKeys } from "./config/master-key.js";
+import type { DomainDeps, Logger } from "./domain/deps.js";
+import { addInstance } from "./domain/instances.js";
+import type { MailSender } from "./domain/mail.js";
+import { SecretBox } from "./domain/secret-box.js";
+import { createToken } from "./domain/tokens.js";
+import { NodemailerSender } from "./notify/smtp-sender.js";
+import { openSqliteStore } from "./store/sqlite-store.js";
+import type { Store } from "./store/store.js";
+
+/** Everything `smtpgate serve` needs, already checked. */
+export interface ServerConfig {
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  readonly dataDir: string;
+  readonly logLevel: string;
+  /** SMTPGATE_MASTERKEY's value, if set. */
+  readonly masterKeyEnv?: string;
+  /** Extra CA bundle trusted for SMTP TLS, PEM file path. */
+  readonly smtpCaFile?: string;
+  /** Log destination; stdout when absent (tests pass their own). */
+  readonly logDestination?: DestinationStream;
+  /** Replaces the nodemailer sender (benchmarks only). */
+  readonly mailer?: MailSender;
+}
+
+/** A started server. */
+export interface RunningServer {
+  readonly port: number;
+  readonly log: Logger;
+  readonly store: Store;
+  /** Stops listening, ends sessions, closes the store. */
+  close(): Promise<void>;
+}
+
+/** Name of the bootstrap token file in the data directory. */
+export const adminTokenFile = "admin.pat";
+
+/** Default domains of the first instance. */
+export const bootstrapDomains = ["localhost", "127.0.0.1"];
+
+/** Opens the store in `dataDir`, creating the directory (mode 0700) if needed. */
+export function openDataStore(dataDir: string): Store {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  return openSqliteStore(join(dataDir, "smtpgate.db"));
+}
+
+/**
+ * Starts smtpgate: opens the store, bootstraps the first instance on an empty
+ * store, and listens. Throws when the port is taken or the store cannot open.
+ */
+export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  const log = createLogger(config.logLevel, config.logDestination);
+  const dataDir = resolve(config.dataDir);
+  const store = openDataStore(dataDir);
+  const secrets = new SecretBox(loadMasterKeys(config.masterKeyEnv, dataDir, true));
+  const ca = config.smtpCaFile ? readFileSync(config.smtpCaFile) : undefined;
+  const deps: DomainDeps = {
+    store,
+    secrets,
+    mailer: config.mailer ?? new NodemailerSender({ ca }),
+    log,
+    now: () => new Date(),
+  };
+  await bootstrap(store, dataDir, log);
+
+  let server: DualServer;
+  try {
+    server = await listenDual(createHandler(deps), config.host, config.port);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const port = (server.tcp.address() as { port: number }).port;
+  log.info({ event: "server.listening", host: config.host, port, dataDir, keyId: secrets.primaryKeyId }, "smtpgate listening");
+
+  return {
+    port,
+    log,
+    store,
+    async close() {
+      await server.close();
+      await store.close();
+      log.info({ event: "server.stopped" }, "smtpgate stopped");
+      log.flush?.();
+    },
+  };
+}
+
+/** On an empty store: the first instance and its owner token in admin.pat. */
+async function bootstrap(store: Store, dataDir: string, log: Logger): Promise<void> {
+  if ((await store.countInstances()) > 0) return;
+  const instance = await addInstance(store, bootstrapDomains);
+  const { id, token } = await createToken(store, { instanceId: instance.id, roles: ["IAM_OWNER"] });
+  const file = join(dataDir, adminTokenFile);
+  writeFileSync(file, token + "\n", { mode: 0o600 });
+  chmodSync(file, 0o600);
+  log.info(
+    { event: "instance.bootstrapped", instanceId: instance.id, domains: instance.domains, tokenId: id, tokenFile: file },
+    "first instance created; its IAM_OWNER token is in the token file",
+  );
+}

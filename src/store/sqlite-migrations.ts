@@ -1,0 +1,57 @@
+/**
+ * Schema of the embedded SQLite engine, as an ordered list of migrations.
+ * A migration is never edited once released: add a new one instead.
+ */
+
+/** Migrations in order; index + 1 is the schema version. */
+export const sqliteMigrations: readonly string[] = [
+  `
+  CREATE TABLE instances (
+    id          TEXT PRIMARY KEY,
+    created_at  INTEGER NOT NULL,
+    -- sequence of the instance's newest event; writes compare-and-set it
+    sequence    INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE TABLE instance_domains (
+    domain      TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL REFERENCES instances (id)
+  );
+  CREATE TABLE tokens (
+    id          TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL REFERENCES instances (id),
+    hash        TEXT NOT NULL UNIQUE,
+    roles       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+  );
+  CREATE TABLE events (
+    instance_id TEXT NOT NULL REFERENCES instances (id),
+    sequence    INTEGER NOT NULL,
+    object_id   TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, sequence)
+  );
+  CREATE TABLE smtp_providers (
+    instance_id      TEXT NOT NULL REFERENCES instances (id),
+    id               TEXT NOT NULL,
+    description      TEXT NOT NULL,
+    sender_address   TEXT NOT NULL,
+    sender_name      TEXT NOT NULL,
+    reply_to_address TEXT NOT NULL,
+    tls              INTEGER NOT NULL,
+    host             TEXT NOT NULL,
+    user             TEXT NOT NULL,
+    is_active        INTEGER NOT NULL,
+    sealed_password  TEXT NOT NULL,
+    sequence         INTEGER NOT NULL,
+    creation_date    INTEGER NOT NULL,
+    change_date      INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, id)
+  );
+  -- at most one active provider per instance, enforced by the database
+  CREATE UNIQUE INDEX smtp_providers_one_active
+    ON smtp_providers (instance_id) WHERE is_active = 1;
+  `,
+];

@@ -1,0 +1,268 @@
+/**
+ * The embedded storage engine: one SQLite file, opened with better-sqlite3.
+ *
+ * better-sqlite3 is synchronous; each method does its work inside one call,
+ * so a transaction never spans an await. WAL mode lets the `smtpgate token`
+ * command write while a server holds the file open.
+ */
+import Database from "better-sqlite3";
+import type { Instance, Role } from "../domain/access.js";
+import { DomainError } from "../domain/errors.js";
+import type { SmtpProvider } from "../domain/provider.js";
+import { sqliteMigrations } from "./sqlite-migrations.js";
+import {
+  StoreConflict,
+  type PageRequest,
+  type ProviderPage,
+  type ProviderSnapshot,
+  type ProviderWrite,
+  type Store,
+  type StoredEvent,
+  type TokenRecord,
+} from "./store.js";
+
+interface ProviderRow {
+  instance_id: string;
+  id: string;
+  description: string;
+  sender_address: string;
+  sender_name: string;
+  reply_to_address: string;
+  tls: number;
+  host: string;
+  user: string;
+  is_active: number;
+  sealed_password: string;
+  sequence: number;
+  creation_date: number;
+  change_date: number;
+}
+
+interface EventRow {
+  instance_id: string;
+  sequence: number;
+  object_id: string;
+  type: StoredEvent["type"];
+  actor: string;
+  payload: string;
+  created_at: number;
+}
+
+function providerFromRow(row: ProviderRow): SmtpProvider {
+  return {
+    instanceId: row.instance_id,
+    id: row.id,
+    description: row.description,
+    senderAddress: row.sender_address,
+    senderName: row.sender_name,
+    replyToAddress: row.reply_to_address,
+    tls: row.tls === 1,
+    host: row.host,
+    user: row.user,
+    isActive: row.is_active === 1,
+    sealedPassword: row.sealed_password,
+    sequence: BigInt(row.sequence),
+    creationDate: new Date(row.creation_date),
+    changeDate: new Date(row.change_date),
+  };
+}
+
+function providerToRow(p: SmtpProvider): ProviderRow {
+  return {
+    instance_id: p.instanceId,
+    id: p.id,
+    description: p.description,
+    sender_address: p.senderAddress,
+    sender_name: p.senderName,
+    reply_to_address: p.replyToAddress,
+    tls: p.tls ? 1 : 0,
+    host: p.host,
+    user: p.user,
+    is_active: p.isActive ? 1 : 0,
+    sealed_password: p.sealedPassword,
+    sequence: Number(p.sequence),
+    creation_date: p.creationDate.getTime(),
+    change_date: p.changeDate.getTime(),
+  };
+}
+
+/**
+ * Opens (creating if needed) the SQLite file at `path` and migrates it.
+ * Throws when the file cannot be opened or a migration fails.
+ */
+export function openSqliteStore(path: string): SqliteStore {
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  // FULL: a write acknowledged to a client survives a power cut, not only a crash.
+  db.pragma("synchronous = FULL");
+  db.pragma("foreign_keys = ON");
+  db.pragma("busy_timeout = 5000");
+  migrate(db);
+  return new SqliteStore(db);
+}
+
+function migrate(db: Database.Database): void {
+  db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+  // IMMEDIATE takes the write lock first, so two processes starting at once
+  // cannot both apply the same migration.
+  db.transaction(() => {
+    const row = db.prepare("SELECT MAX(version) AS v FROM schema_migrations").get() as { v: number | null };
+    for (let version = (row.v ?? 0) + 1; version <= sqliteMigrations.length; version++) {
+      db.exec(sqliteMigrations[version - 1]);
+      db.prepare("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)").run(version, Date.now());
+    }
+  }).immediate();
+}
+
+/** The SQLite implementation of Store. */
+export class SqliteStore implements Store {
+  constructor(readonly db: Database.Database) {}
+
+  async findInstanceByDomain(domain: string): Promise<Instance | undefined> {
+    const row = this.db
+      .prepare("SELECT i.id, i.created_at FROM instance_domains d JOIN instances i ON i.id = d.instance_id WHERE d.domain = ?")
+      .get(domain) as { id: string; created_at: number } | undefined;
+    if (!row) return undefined;
+    return { id: row.id, domains: this.domainsOf(row.id), createdAt: new Date(row.created_at) };
+  }
+
+  private domainsOf(instanceId: string): string[] {
+    const rows = this.db
+      .prepare("SELECT domain FROM instance_domains WHERE instance_id = ? ORDER BY domain")
+      .all(instanceId) as { domain: string }[];
+    return rows.map((r) => r.domain);
+  }
+
+  async addInstance(instance: Instance): Promise<void> {
+    const insert = this.db.transaction(() => {
+      this.db.prepare("INSERT INTO instances (id, created_at) VALUES (?, ?)").run(instance.id, instance.createdAt.getTime());
+      const addDomain = this.db.prepare("INSERT INTO instance_domains (domain, instance_id) VALUES (?, ?)");
+      for (const domain of instance.domains) addDomain.run(domain, instance.id);
+    });
+    try {
+      insert.immediate();
+    } catch (err) {
+      if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+        throw new DomainError("invalid", "INSTANCE-dom01", "a domain of the new instance already belongs to an instance");
+      }
+      throw err;
+    }
+  }
+
+  async countInstances(): Promise<number> {
+    return (this.db.prepare("SELECT COUNT(*) AS n FROM instances").get() as { n: number }).n;
+  }
+
+  async addToken(token: TokenRecord): Promise<void> {
+    this.db
+      .prepare("INSERT INTO tokens (id, instance_id, hash, roles, created_at) VALUES (?, ?, ?, ?, ?)")
+      .run(token.id, token.instanceId, token.hash, JSON.stringify(token.roles), token.createdAt.getTime());
+  }
+
+  async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM tokens WHERE hash = ?").get(hash) as
+      | { id: string; instance_id: string; hash: string; roles: string; created_at: number }
+      | undefined;
+    if (!row) return undefined;
+    return {
+      id: row.id,
+      instanceId: row.instance_id,
+      hash: row.hash,
+      roles: JSON.parse(row.roles) as Role[],
+      createdAt: new Date(row.created_at),
+    };
+  }
+
+  async readProviders(instanceId: string): Promise<ProviderSnapshot> {
+    // One read transaction, so the sequence matches the rows.
+    return this.db.transaction(() => ({
+      sequence: this.sequenceOf(instanceId),
+      providers: (
+        this.db.prepare("SELECT * FROM smtp_providers WHERE instance_id = ? ORDER BY creation_date, id").all(instanceId) as ProviderRow[]
+      ).map(providerFromRow),
+    }))();
+  }
+
+  private sequenceOf(instanceId: string): bigint {
+    const row = this.db.prepare("SELECT sequence FROM instances WHERE id = ?").get(instanceId) as { sequence: number } | undefined;
+    return BigInt(row?.sequence ?? 0);
+  }
+
+  async findProvider(instanceId: string, id: string): Promise<SmtpProvider | undefined> {
+    const row = this.db.prepare("SELECT * FROM smtp_providers WHERE instance_id = ? AND id = ?").get(instanceId, id) as ProviderRow | undefined;
+    return row && providerFromRow(row);
+  }
+
+  async findActiveProvider(instanceId: string): Promise<SmtpProvider | undefined> {
+    const row = this.db.prepare("SELECT * FROM smtp_providers WHERE instance_id = ? AND is_active = 1").get(instanceId) as ProviderRow | undefined;
+    return row && providerFromRow(row);
+  }
+
+  async listProviders(instanceId: string, page: PageRequest): Promise<ProviderPage> {
+    const order = page.asc ? "ASC" : "DESC";
+    return this.db.transaction(() => {
+      const total = (this.db.prepare("SELECT COUNT(*) AS n FROM smtp_providers WHERE instance_id = ?").get(instanceId) as { n: number }).n;
+      const rows = this.db
+        .prepare(`SELECT * FROM smtp_providers WHERE instance_id = ? ORDER BY creation_date ${order}, id ${order} LIMIT ? OFFSET ?`)
+        .all(instanceId, page.limit, page.offset) as ProviderRow[];
+      return { total, sequence: this.sequenceOf(instanceId), providers: rows.map(providerFromRow) };
+    })();
+  }
+
+  async commit(write: ProviderWrite): Promise<void> {
+    this.db.transaction(() => this.applyWrite(write)).immediate();
+  }
+
+  private applyWrite(write: ProviderWrite): void {
+    const last = write.expectedSequence + BigInt(write.events.length);
+    const moved = this.db
+      .prepare("UPDATE instances SET sequence = ? WHERE id = ? AND sequence = ?")
+      .run(Number(last), write.instanceId, Number(write.expectedSequence));
+    if (moved.changes !== 1) throw new StoreConflict(`instance ${write.instanceId} changed concurrently`);
+
+    const insertEvent = this.db.prepare(
+      "INSERT INTO events (instance_id, sequence, object_id, type, actor, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    );
+    write.events.forEach((event, i) => {
+      const sequence = Number(write.expectedSequence) + i + 1;
+      insertEvent.run(write.instanceId, sequence, event.objectId, event.type, write.actor, JSON.stringify(event.payload), write.createdAt.getTime());
+    });
+
+    const remove = this.db.prepare("DELETE FROM smtp_providers WHERE instance_id = ? AND id = ?");
+    for (const id of write.deletes) remove.run(write.instanceId, id);
+
+    // Deactivations first, so the one-active index never sees two at once.
+    const upserts = [...write.upserts].sort((a, b) => Number(a.isActive) - Number(b.isActive));
+    const upsert = this.db.prepare(
+      // Not INSERT OR REPLACE: that would silently delete a row that clashes
+      // on the one-active index instead of failing the write.
+      `INSERT INTO smtp_providers VALUES (@instance_id, @id, @description, @sender_address, @sender_name,
+        @reply_to_address, @tls, @host, @user, @is_active, @sealed_password, @sequence, @creation_date, @change_date)
+       ON CONFLICT (instance_id, id) DO UPDATE SET description = excluded.description,
+        sender_address = excluded.sender_address, sender_name = excluded.sender_name,
+        reply_to_address = excluded.reply_to_address, tls = excluded.tls, host = excluded.host,
+        user = excluded.user, is_active = excluded.is_active, sealed_password = excluded.sealed_password,
+        sequence = excluded.sequence, change_date = excluded.change_date`,
+    );
+    for (const provider of upserts) upsert.run(providerToRow(provider));
+  }
+
+  async listEvents(instanceId: string, afterSequence = 0n): Promise<StoredEvent[]> {
+    const rows = this.db
+      .prepare("SELECT * FROM events WHERE instance_id = ? AND sequence > ? ORDER BY sequence")
+      .all(instanceId, Number(afterSequence)) as EventRow[];
+    return rows.map((row) => ({
+      instanceId: row.instance_id,
+      sequence: BigInt(row.sequence),
+      objectId: row.object_id,
+      type: row.type,
+      actor: row.actor,
+      payload: JSON.parse(row.payload) as Record<string, unknown>,
+      createdAt: new Date(row.created_at),
+    }));
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The storage contract. The domain talks to this interface only; the SQLite
+ * engine (sqlite-store.ts) implements it, and a PostgreSQL engine can follow.
+ *
+ * Writes are an event log plus projections committed in one transaction, with
+ * optimistic concurrency on the instance's sequence: a write names the
+ * sequence its decision was based on, and fails with StoreConflict when
+ * another write got there first. Sequences rise by one per event within an
+ * instance, so every write returns a sequence higher than any before it.
+ */
+import type { Instance, Role } from "../domain/access.js";
+import type { SmtpProvider } from "../domain/provider.js";
+
+/** Event types the domain records. */
+export type EventType =
+  | "smtp.config.added"
+  | "smtp.config.changed"
+  | "smtp.config.password.changed"
+  | "smtp.config.activated"
+  | "smtp.config.deactivated"
+  | "smtp.config.removed";
+
+/** An event as the domain proposes it. The payload never holds a secret. */
+export interface NewEvent {
+  readonly type: EventType;
+  /** Id of the object (provider) the event is about. */
+  readonly objectId: string;
+  readonly payload: Readonly<Record<string, unknown>>;
+}
+
+/** An event as stored. */
+export interface StoredEvent extends NewEvent {
+  readonly instanceId: string;
+  readonly sequence: bigint;
+  readonly createdAt: Date;
+  /** Token id of the principal that caused it. */
+  readonly actor: string;
+}
+
+/** One atomic write: events plus the projection rows they produce. */
+export interface ProviderWrite {
+  readonly instanceId: string;
+  readonly actor: string;
+  /** The instance sequence the decision was based on. */
+  readonly expectedSequence: bigint;
+  /** Time of all events of this write. */
+  readonly createdAt: Date;
+  /** Numbered expectedSequence + 1, + 2, ... in order. */
+  readonly events: readonly NewEvent[];
+  /** Provider rows to insert or replace, already folded by the domain. */
+  readonly upserts: readonly SmtpProvider[];
+  /** Provider ids to delete. */
+  readonly deletes: readonly string[];
+}
+
+/** The providers of one instance and the sequence they were read at. */
+export interface ProviderSnapshot {
+  readonly sequence: bigint;
+  readonly providers: readonly SmtpProvider[];
+}
+
+/** A page of providers. */
+export interface ProviderPage extends ProviderSnapshot {
+  readonly total: number;
+}
+
+/** How to page a list: creation order, ascending when `asc`. */
+export interface PageRequest {
+  readonly offset: number;
+  readonly limit: number;
+  readonly asc: boolean;
+}
+
+/** A personal access token as stored: only its hash. */
+export interface TokenRecord {
+  readonly id: string;
+  readonly instanceId: string;
+  /** SHA-256 of the token, hex. */
+  readonly hash: string;
+  readonly roles: readonly Role[];
+  readonly createdAt: Date;
+}
+
+/** Thrown by `commit` when the instance's sequence moved since the read. */
+export class StoreConflict extends Error {
+  override readonly name = "StoreConflict";
+}
+
+/** What every storage engine provides. All methods may reject on I/O errors. */
+export interface Store {
+  /** The instance that owns `domain` (lowercase, no port), if any. */
+  findInstanceByDomain(domain: string): Promise<Instance | undefined>;
+  /** Adds an instance. Throws DomainError "invalid" when a domain is taken. */
+  addInstance(instance: Instance): Promise<void>;
+  /** Number of instances; 0 means a fresh store. */
+  countInstances(): Promise<number>;
+
+  /** Stores a token record (the hash, never the token). */
+  addToken(token: TokenRecord): Promise<void>;
+  /** The token whose SHA-256 hex is `hash`, if any. */
+  findTokenByHash(hash: string): Promise<TokenRecord | undefined>;
+
+  /** All providers of an instance and the instance's current sequence. */
+  readProviders(instanceId: string): Promise<ProviderSnapshot>;
+  /** One provider, if it exists in this instance. */
+  findProvider(instanceId: string, id: string): Promise<SmtpProvider | undefined>;
+  /** The instance's active provider, if any. */
+  findActiveProvider(instanceId: string): Promise<SmtpProvider | undefined>;
+  /** One page of providers, with the total count. */
+  listProviders(instanceId: string, page: PageRequest): Promise<ProviderPage>;
+
+  /** Commits events and projection atomically. Throws StoreConflict. */
+  commit(write: ProviderWrite): Promise<void>;
+  /** Events of an instance after `afterSequence`, oldest first. */
+  listEvents(instanceId: string, afterSequence?: bigint): Promise<StoredEvent[]>;
+
+  /** Releases the connection. */
+  close(): Promise<void>;
+}
