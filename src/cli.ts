@@ -28,7 +28,9 @@ Commands:
   token create     print a new personal access token for an instance
   instance add     add an instance reached under one or more domains
 
-Run "smtpgate <command> --help" for a command's options.`;
+Run "smtpgate <command> --help" for a command's options. Every option can
+also be set in the environment as SMTPGATE_<OPTION>, e.g. SMTPGATE_DATA_DIR
+for --data-dir; a flag wins over its variable.`;
 
 const tokenSpecs: readonly SettingSpec[] = [
   dataDirSpec,

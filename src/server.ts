@@ -13,7 +13,11 @@ import { addInstance } from "./domain/instances.js";
 import type { MailSender } from "./domain/mail.js";
 import { SecretBox } from "./domain/secret-box.js";
 import { createToken } from "./domain/tokens.js";
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import { OutboxWorker, type WorkerOptions } from "./notify/outbox-worker.js";
 import { NodemailerSender } from "./notify/smtp-sender.js";
+import { TransportPool } from "./notify/transport-pool.js";
 import { openSqliteStore } from "./store/sqlite-store.js";
 import type { Store } from "./store/store.js";
 
@@ -30,8 +34,12 @@ export interface ServerConfig {
   readonly smtpCaFile?: string;
   /** Log destination; stdout when absent (tests pass their own). */
   readonly logDestination?: DestinationStream;
-  /** Replaces the nodemailer sender (benchmarks only). */
+  /** Replaces the nodemailer sender of test mails (benchmarks only). */
   readonly mailer?: MailSender;
+  /** Outbox worker tuning (retry policy, concurrency, poll interval). */
+  readonly outbox?: Partial<Omit<WorkerOptions, "workerId">>;
+  /** How long SIGTERM waits for mails in flight, ms; default 10000. */
+  readonly shutdownGraceMs?: number;
 }
 
 /** A started server. */
@@ -74,6 +82,16 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   };
   await bootstrap(store, dataDir, log);
 
+  // The embedded store has one server per data directory, so claims left by
+  // a previous run (killed mid-send) are released at once instead of waiting
+  // for their lease: those mails are sent again, with the same Message-ID.
+  const released = await store.releaseClaims("*", new Date());
+  if (released > 0) log.warn({ event: "outbox.recovered", released }, "mails claimed by a previous run are queued again");
+  const worker = new OutboxWorker(
+    { store, secrets, log, now: deps.now, pool: new TransportPool({ ca }) },
+    { ...config.outbox, workerId: `${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}` },
+  );
+
   let server: DualServer;
   try {
     server = await listenDual(createHandler(deps), config.host, config.port);
@@ -81,6 +99,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     await store.close();
     throw err;
   }
+  worker.start();
   const port = (server.tcp.address() as { port: number }).port;
   log.info({ event: "server.listening", host: config.host, port, dataDir, keyId: secrets.primaryKeyId }, "smtpgate listening");
 
@@ -90,6 +109,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     store,
     async close() {
       await server.close();
+      await worker.stop(config.shutdownGraceMs ?? 10_000);
       await store.close();
       log.info({ event: "server.stopped" }, "smtpgate stopped");
       log.flush?.();

@@ -4,8 +4,10 @@
  */
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { DomainDeps } from "../domain/deps.js";
+import { NotificationService } from "../gen/smtpgate/notify/v1/notify_pb.js";
 import { AdminService } from "../gen/zitadel/admin/v1/admin_pb.js";
 import { createAdminService } from "./admin-service.js";
+import { createNotificationService } from "./notification-service.js";
 import { createAuthGate } from "./auth-gate.js";
 import { errorMapper } from "./error-mapper.js";
 import type { RequestHandler } from "./listener.js";
@@ -17,6 +19,13 @@ import { requestLogger } from "./request-log.js";
  * without buffering it whole.
  */
 export const readMaxBytes = 1024 * 1024;
+
+/**
+ * Largest SendMail request, in bytes: above the domain's 512 KiB body limit
+ * with room for JSON escaping, so an oversized body gets the domain's clear
+ * InvalidArgument, and only far larger ones the transport's refusal.
+ */
+export const mailReadMaxBytes = 2 * 1024 * 1024;
 
 /** Longest deadline a client may ask for, in ms. */
 export const maxTimeoutMs = 5 * 60_000;
@@ -31,6 +40,7 @@ export function createHandler(deps: DomainDeps): RequestHandler {
     requestGate: createAuthGate(deps.store, deps.log),
     routes(router) {
       router.service(AdminService, createAdminService(deps));
+      router.service(NotificationService, createNotificationService(deps), { readMaxBytes: mailReadMaxBytes });
     },
   }) as RequestHandler;
 }

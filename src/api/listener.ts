@@ -58,6 +58,11 @@ export async function listenDual(handler: RequestHandler, host: string, port: nu
     tcp.once("error", reject);
     tcp.listen(port, host, () => resolve());
   });
+  // The HTTP/1.1 server never listens itself, but Node starts its connection
+  // tracking on "listening". Without it closeIdleConnections() does nothing,
+  // so close() waits for clients to drop keep-alive sockets, and headersTimeout
+  // and requestTimeout are never enforced.
+  http1.emit("listening");
 
   return {
     tcp,
@@ -76,10 +81,17 @@ function route(socket: net.Socket, http1: http.Server, h2: http2.Http2Server): v
     if (!kind) return;
     socket.off("data", onData);
     socket.setTimeout(0);
+    // Paused with the bytes back in its buffer: the HTTP/2 session drains
+    // that buffer into its native parser before reading the handle itself,
+    // and must be the only reader from then on; HTTP/1.1 wants it flowing.
     socket.pause();
     socket.unshift(seen);
-    (kind === "h2" ? h2 : http1).emit("connection", socket);
-    socket.resume();
+    if (kind === "h2") {
+      h2.emit("connection", socket);
+    } else {
+      http1.emit("connection", socket);
+      socket.resume();
+    }
   };
   socket.on("data", onData);
   socket.on("error", () => socket.destroy());

@@ -34,4 +34,6 @@ export const requirementByMethod: Readonly<Record<string, Requirement>> = {
   RemoveEmailProvider: "iam.write",
   TestEmailProviderSMTPById: "iam.write",
   TestEmailProviderSMTP: "iam.write",
+  SendMail: "notify.send",
+  GetMail: "notify.send",
 };

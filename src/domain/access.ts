@@ -5,15 +5,19 @@
 import { DomainError } from "./errors.js";
 
 /** Permissions an RPC can require. */
-export type Permission = "iam.read" | "iam.write";
+export type Permission = "iam.read" | "iam.write" | "notify.send";
 
 /** Roles a token can hold. */
-export type Role = "IAM_OWNER" | "IAM_OWNER_VIEWER";
+export type Role = "IAM_OWNER" | "IAM_OWNER_VIEWER" | "NOTIFY_SENDER";
 
-/** The permissions each role grants. */
+/**
+ * The permissions each role grants. NOTIFY_SENDER is for platform services:
+ * they may send mail and ask about it, but not read or change SMTP settings.
+ */
 export const permissionsByRole: Readonly<Record<Role, readonly Permission[]>> = {
-  IAM_OWNER: ["iam.read", "iam.write"],
+  IAM_OWNER: ["iam.read", "iam.write", "notify.send"],
   IAM_OWNER_VIEWER: ["iam.read"],
+  NOTIFY_SENDER: ["notify.send"],
 };
 
 /** All known role names, for validating CLI input. */

@@ -20,7 +20,8 @@ interface NodemailerFailure {
   readonly command?: string;
   /** CONNECT_TIMEOUT, GREETING_TIMEOUT, UPGRADE_TIMEOUT or SOCKET_TIMEOUT. */
   readonly timeoutType?: string;
-  /** OpenSSL's short reason, e.g. "wrong version number". */
+  /** Set on OpenSSL errors: the library ("SSL routines") and a short reason. */
+  readonly library?: string;
   readonly reason?: string;
   readonly rejectedErrors?: readonly { readonly recipient?: string; readonly response?: string }[];
 }
@@ -103,7 +104,7 @@ function classifyFailure(failure: NodemailerFailure): SmtpFailureReason {
 }
 
 function isTlsFailure(failure: NodemailerFailure, ownCode: string): boolean {
-  if (failure.code === "ETLS" || failure.reason !== undefined) return true;
+  if (failure.code === "ETLS" || failure.library !== undefined) return true;
   // Node's certificate checks report codes like CERT_HAS_EXPIRED, SELF_SIGNED_CERT_IN_CHAIN,
   // UNABLE_TO_VERIFY_LEAF_SIGNATURE and ERR_TLS_CERT_ALTNAME_INVALID; OpenSSL failures
   // during a write surface as EPROTO.
@@ -159,14 +160,16 @@ function describeTimeout(failure: NodemailerFailure, context: FailureContext): s
 }
 
 function describeTls(failure: NodemailerFailure, context: FailureContext): string {
-  const afterFallback = context.fellBack ? " (it does not speak TLS on connect either)" : "";
+  const { server, fellBack } = context;
   if (failure.command === "STARTTLS" && failure.response) {
-    return `SMTP server ${context.server} refused STARTTLS: ${failure.response}${afterFallback}`;
+    // We only send STARTTLS after the server greeted a TLS handshake in plaintext.
+    const problem = fellBack ? "speaks neither TLS on connect nor STARTTLS" : "refused STARTTLS";
+    return `SMTP server ${server} ${problem}: ${failure.response}`;
   }
   // nodemailer wraps STARTTLS handshake errors as "Error initiating TLS - <Node's message>".
   const detail =
     failure.reason ?? (failure.message ?? "").replace(/^Error initiating TLS - /, "").trim();
-  return `TLS handshake with ${context.server} failed: ${detail}${afterFallback}`;
+  return `${fellBack ? "STARTTLS" : "TLS"} handshake with ${server} failed: ${detail}`;
 }
 
 function describeAuth(failure: NodemailerFailure, err: unknown, context: FailureContext): string {
@@ -191,7 +194,7 @@ function describeConnect(failure: NodemailerFailure, context: FailureContext): s
       return `connection refused by ${server}`;
     case "ENOTFOUND":
     case "EAI_AGAIN":
-      return `SMTP host of ${server} not found (${failure.originalCode})`;
+      return `cannot resolve the host of ${server} (${failure.originalCode})`;
     case "EHOSTUNREACH":
     case "ENETUNREACH":
     case "EHOSTDOWN":
@@ -241,9 +244,14 @@ function redact(text: string, password: string): string {
 
 function scrubCause(err: unknown, password: string): void {
   if (!password || !(err instanceof Error)) return;
-  err.message = redact(err.message, password);
-  const withResponse = err as { response?: unknown };
-  if (typeof withResponse.response === "string") {
-    withResponse.response = redact(withResponse.response, password);
+  // The cause goes to the log; the per-recipient errors carry server replies too.
+  const rejected = (err as { rejectedErrors?: unknown }).rejectedErrors;
+  for (const failure of [err, ...(Array.isArray(rejected) ? rejected : [])]) {
+    if (!(failure instanceof Error)) continue;
+    failure.message = redact(failure.message, password);
+    const withResponse = failure as { response?: unknown };
+    if (typeof withResponse.response === "string") {
+      withResponse.response = redact(withResponse.response, password);
+    }
   }
 }

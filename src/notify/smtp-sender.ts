@@ -40,7 +40,63 @@ export interface HostPort {
   readonly port: number;
 }
 
-type TlsMode = "implicit" | "starttls" | "plain";
+/** How a connection is secured: TLS on connect, STARTTLS, or not at all. */
+export type TlsMode = "implicit" | "starttls" | "plain";
+
+/** Connection settings shared by every transport of one sender or pool. */
+export interface ConnectionOptions {
+  readonly ca: Array<string | Buffer> | undefined;
+  readonly connectionTimeoutMs: number;
+  readonly socketTimeoutMs: number;
+  readonly name: string;
+}
+
+/**
+ * Resolves sender options to connection settings. `ca` is added to Node's
+ * root store: node:tls replaces the store with `ca` when given, and we want
+ * both.
+ */
+export function connectionOptions(options: NodemailerSenderOptions): ConnectionOptions {
+  return {
+    ca: options.ca === undefined ? undefined : [...rootCertificates, ...[options.ca].flat()],
+    connectionTimeoutMs: options.connectionTimeoutMs ?? 10_000,
+    socketTimeoutMs: options.socketTimeoutMs ?? 30_000,
+    name: options.name ?? hostname(),
+  };
+}
+
+/**
+ * nodemailer transport options for one provider and TLS mode: certificates
+ * verified, AUTH PLAIN or LOGIN whenever a user or password is set.
+ */
+export function buildTransportOptions(
+  target: HostPort,
+  settings: SmtpSettings,
+  mode: TlsMode,
+  connection: ConnectionOptions,
+): SMTPTransportOptions {
+  const wantsLogin = settings.user !== "" || settings.password !== "";
+  return {
+    host: target.host,
+    port: target.port,
+    secure: mode === "implicit",
+    requireTLS: mode === "starttls",
+    // tls=false means a plain session, even when the server offers STARTTLS.
+    ignoreTLS: mode === "plain",
+    tls: { ca: connection.ca, rejectUnauthorized: true },
+    name: connection.name,
+    connectionTimeout: connection.connectionTimeoutMs,
+    greetingTimeout: connection.connectionTimeoutMs,
+    socketTimeout: connection.socketTimeoutMs,
+    logger: false,
+    debug: false,
+    // forceAuth makes nodemailer call our handler even when the server advertises no
+    // AUTH, so that configured credentials are never silently skipped.
+    forceAuth: wantsLogin,
+    auth: wantsLogin ? { user: settings.user, pass: settings.password, method: loginMethod } : undefined,
+    customAuth: wantsLogin ? { [loginMethod]: createLoginHandler(settings.user, settings.password) } : undefined,
+  };
+}
 
 // Our own SASL handler, registered under a name no server uses, so that nodemailer
 // always hands the login to it. See createLoginHandler for why.
@@ -52,17 +108,18 @@ const loginMethod = "SMTPGATE-PLAIN-OR-LOGIN";
  * missing or outside 1..65535, or the host is empty or malformed.
  */
 export function parseHostPort(hostPort: string): HostPort {
-  const bracketed = /^\[([^\]]*)\]:([^:]*)$/.exec(hostPort);
   const separator = hostPort.lastIndexOf(":");
-  const host = bracketed ? bracketed[1] : hostPort.slice(0, Math.max(separator, 0));
-  const portText = bracketed ? bracketed[2] : separator < 0 ? "" : hostPort.slice(separator + 1);
-
-  if (separator < 0 || !portText) throw invalidHost(hostPort, "has no port");
+  const portText = separator < 0 ? "" : hostPort.slice(separator + 1);
+  if (!portText) throw invalidHost(hostPort, "has no port");
   const port = /^\d{1,5}$/.test(portText) ? Number(portText) : 0;
   if (port < 1 || port > 65535) throw invalidHost(hostPort, "needs a port from 1 to 65535");
+
+  const hostText = hostPort.slice(0, separator);
+  const isBracketed = hostText.startsWith("[") && hostText.endsWith("]");
+  const host = isBracketed ? hostText.slice(1, -1) : hostText;
   if (!host) throw invalidHost(hostPort, "has no host");
-  if (bracketed ? !isIPv6(host) : /[\s:[\]]/.test(host)) {
-    throw invalidHost(hostPort, "has a malformed host; write IPv6 addresses in brackets");
+  if (isBracketed ? !isIPv6(host) : /[\s:[\]]/.test(host)) {
+    throw invalidHost(hostPort, "has a malformed host; write an IPv6 address in brackets");
   }
   return { host, port };
 }
@@ -77,22 +134,16 @@ function invalidHost(hostPort: string, problem: string): DomainError {
  * when the server answers the TLS handshake in plaintext.
  */
 export class NodemailerSender implements MailSender {
-  private readonly ca: Array<string | Buffer> | undefined;
-  private readonly connectionTimeoutMs: number;
-  private readonly socketTimeoutMs: number;
-  private readonly name: string;
+  private readonly connection: ConnectionOptions;
 
   constructor(options: NodemailerSenderOptions = {}) {
-    // node:tls replaces its root store with `ca` when given; we want both.
-    this.ca = options.ca === undefined ? undefined : [...rootCertificates, ...[options.ca].flat()];
-    this.connectionTimeoutMs = options.connectionTimeoutMs ?? 10_000;
-    this.socketTimeoutMs = options.socketTimeoutMs ?? 30_000;
-    this.name = options.name ?? hostname();
+    this.connection = connectionOptions(options);
   }
 
   /**
-   * Sends one mail. Throws DomainError "invalid" for a bad host (SMTP-host01)
-   * or a header field with CR or LF (SMTP-hdr01) before connecting, and
+   * Sends one mail. Throws DomainError "invalid" for a bad host (SMTP-host01),
+   * a header field with CR or LF (SMTP-hdr01) or no recipient (SMTP-rcpt01)
+   * before connecting, and
    * SmtpSendError for anything that goes wrong on the wire. Never retries,
    * except for the one STARTTLS fallback described on the class.
    */
@@ -125,6 +176,10 @@ export class NodemailerSender implements MailSender {
     const transport = nodemailer.createTransport(this.transportOptions(target, settings, mode));
     try {
       const info = await transport.sendMail(toMailOptions(mail));
+      // Known gap: when the server refuses some but not all recipients, nodemailer
+      // delivers to the others and succeeds, and SendResult has no field for the
+      // refused ones, so they go unreported. Notifications have one recipient, so
+      // this is rare; a `rejected` list in SendResult would close it.
       return { messageId: info.messageId, response: info.response };
     } finally {
       transport.close();
@@ -136,37 +191,15 @@ export class NodemailerSender implements MailSender {
     settings: SmtpSettings,
     mode: TlsMode,
   ): SMTPTransportOptions {
-    const wantsLogin = settings.user !== "" || settings.password !== "";
-    return {
-      host: target.host,
-      port: target.port,
-      secure: mode === "implicit",
-      requireTLS: mode === "starttls",
-      // tls=false means a plain session, even when the server offers STARTTLS.
-      ignoreTLS: mode === "plain",
-      tls: { ca: this.ca, rejectUnauthorized: true },
-      name: this.name,
-      connectionTimeout: this.connectionTimeoutMs,
-      greetingTimeout: this.connectionTimeoutMs,
-      socketTimeout: this.socketTimeoutMs,
-      logger: false,
-      debug: false,
-      // forceAuth makes nodemailer call our handler even when the server advertises no
-      // AUTH, so that configured credentials are never silently skipped.
-      forceAuth: wantsLogin,
-      auth: wantsLogin ? { user: settings.user, pass: settings.password, method: loginMethod } : undefined,
-      customAuth: wantsLogin
-        ? { [loginMethod]: createLoginHandler(settings.user, settings.password) }
-        : undefined,
-    };
+    return buildTransportOptions(target, settings, mode, this.connection);
   }
 
   private toSendError(err: unknown, settings: SmtpSettings, fellBack: boolean): SmtpSendError {
     return toSmtpSendError(err, {
       server: settings.host,
       password: settings.password,
-      connectionTimeoutMs: this.connectionTimeoutMs,
-      socketTimeoutMs: this.socketTimeoutMs,
+      connectionTimeoutMs: this.connection.connectionTimeoutMs,
+      socketTimeoutMs: this.connection.socketTimeoutMs,
       fellBack,
     });
   }
@@ -210,7 +243,8 @@ function base64(text: string): string {
 
 const headerFields = ["fromAddress", "fromName", "replyTo", "subject", "messageId"] as const;
 
-function assertHeadersSafe(mail: OutgoingMail): void {
+/** Throws DomainError "invalid" for CR/LF in a header field or no recipient. */
+export function assertHeadersSafe(mail: OutgoingMail): void {
   for (const field of headerFields) {
     if (/[\r\n]/.test(mail[field] ?? "")) throw headerError(field);
   }
@@ -225,7 +259,8 @@ function headerError(field: string): DomainError {
   return new DomainError("invalid", "SMTP-hdr01", `mail header field ${field} contains CR or LF`);
 }
 
-function toMailOptions(mail: OutgoingMail) {
+/** nodemailer message options for a mail. */
+export function toMailOptions(mail: OutgoingMail) {
   return {
     from: { name: mail.fromName, address: mail.fromAddress },
     to: [...mail.to],

@@ -54,4 +54,33 @@ export const sqliteMigrations: readonly string[] = [
   CREATE UNIQUE INDEX smtp_providers_one_active
     ON smtp_providers (instance_id) WHERE is_active = 1;
   `,
+  `
+  CREATE TABLE mails (
+    id               TEXT PRIMARY KEY,
+    instance_id      TEXT NOT NULL REFERENCES instances (id),
+    -- NULL when the caller gave no key, so keys are unique only when set
+    idempotency_key  TEXT,
+    message_id       TEXT NOT NULL,
+    recipients       TEXT NOT NULL,
+    subject          TEXT NOT NULL,
+    text_body        TEXT NOT NULL,
+    html_body        TEXT NOT NULL,
+    reply_to         TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT NOT NULL DEFAULT '',
+    wait_reason      TEXT NOT NULL DEFAULT '',
+    wait_provider_id TEXT NOT NULL DEFAULT '',
+    wait_sequence    INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    claimed_by       TEXT NOT NULL DEFAULT '',
+    claim_expires_at INTEGER NOT NULL DEFAULT 0,
+    provider_id      TEXT NOT NULL DEFAULT '',
+    created_at       INTEGER NOT NULL,
+    sent_at          INTEGER,
+    UNIQUE (instance_id, idempotency_key)
+  );
+  CREATE INDEX mails_due ON mails (state, next_attempt_at);
+  CREATE INDEX mails_waiting ON mails (wait_reason, instance_id) WHERE wait_reason <> '';
+  `,
 ];

@@ -6,12 +6,18 @@
  * command write while a server holds the file open.
  */
 import Database from "better-sqlite3";
+import { EventEmitter } from "node:events";
 import type { Instance, Role } from "../domain/access.js";
 import { DomainError } from "../domain/errors.js";
+import type { AttemptOutcome, OutboxMail } from "../domain/outbox.js";
 import type { SmtpProvider } from "../domain/provider.js";
+import { SqliteMails } from "./sqlite-mails.js";
 import { sqliteMigrations } from "./sqlite-migrations.js";
 import {
   StoreConflict,
+  type ClaimRequest,
+  type NewMail,
+  type StoreChange,
   type PageRequest,
   type ProviderPage,
   type ProviderSnapshot,
@@ -116,7 +122,58 @@ function migrate(db: Database.Database): void {
 
 /** The SQLite implementation of Store. */
 export class SqliteStore implements Store {
-  constructor(readonly db: Database.Database) {}
+  private readonly mails: SqliteMails;
+  // In-process change feed: a second process on the same file is not told,
+  // which is why the outbox worker also polls.
+  private readonly changes = new EventEmitter();
+
+  constructor(readonly db: Database.Database) {
+    this.mails = new SqliteMails(db);
+    this.changes.setMaxListeners(0);
+  }
+
+  private emitChange(change: StoreChange): void {
+    this.changes.emit("change", change);
+  }
+
+  subscribe(listener: (change: StoreChange) => void): () => void {
+    this.changes.on("change", listener);
+    return () => this.changes.off("change", listener);
+  }
+
+  async enqueueMail(mail: NewMail): Promise<{ mail: OutboxMail; created: boolean }> {
+    const result = this.mails.enqueue(mail);
+    if (result.created) this.emitChange({ instanceId: mail.instanceId, kind: "mails" });
+    return result;
+  }
+
+  async findMail(instanceId: string, id: string): Promise<OutboxMail | undefined> {
+    return this.mails.find(instanceId, id);
+  }
+
+  async claimMails(request: ClaimRequest): Promise<OutboxMail[]> {
+    return this.mails.claim(request);
+  }
+
+  async completeMail(id: string, workerId: string, outcome: AttemptOutcome, now: Date): Promise<boolean> {
+    return this.mails.complete(id, workerId, outcome, now);
+  }
+
+  async releaseClaims(workerId: string, now: Date): Promise<number> {
+    return this.mails.release(workerId, now);
+  }
+
+  async wakeWaitingMails(now: Date, instanceId?: string): Promise<number> {
+    return this.mails.wake(now, instanceId);
+  }
+
+  async expireMails(createdBefore: Date): Promise<number> {
+    return this.mails.expire(createdBefore);
+  }
+
+  async countMails(): Promise<Record<string, number>> {
+    return this.mails.count();
+  }
 
   async findInstanceByDomain(domain: string): Promise<Instance | undefined> {
     const row = this.db
@@ -211,6 +268,7 @@ export class SqliteStore implements Store {
 
   async commit(write: ProviderWrite): Promise<void> {
     this.db.transaction(() => this.applyWrite(write)).immediate();
+    this.emitChange({ instanceId: write.instanceId, kind: "providers" });
   }
 
   private applyWrite(write: ProviderWrite): void {

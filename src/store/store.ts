@@ -9,6 +9,7 @@
  * instance, so every write returns a sequence higher than any before it.
  */
 import type { Instance, Role } from "../domain/access.js";
+import type { AttemptOutcome, OutboxMail } from "../domain/outbox.js";
 import type { SmtpProvider } from "../domain/provider.js";
 
 /** Event types the domain records. */
@@ -86,8 +87,69 @@ export class StoreConflict extends Error {
   override readonly name = "StoreConflict";
 }
 
+/** A mail to accept into the outbox. */
+export type NewMail = Pick<
+  OutboxMail,
+  "id" | "instanceId" | "idempotencyKey" | "messageId" | "to" | "subject" | "textBody" | "htmlBody" | "replyTo" | "createdAt"
+>;
+
+/** How a worker claims due mails. */
+export interface ClaimRequest {
+  readonly workerId: string;
+  readonly now: Date;
+  /** How long the claim holds before another worker may take the mail, ms. */
+  readonly leaseMs: number;
+  readonly limit: number;
+  /** Most mails of one instance in one claim, so one instance cannot take every slot. */
+  readonly perInstanceLimit: number;
+  /** Instances whose mails not to claim now (their concurrency is used up). */
+  readonly skipInstances: readonly string[];
+}
+
+/** A change worth waking up for. */
+export interface StoreChange {
+  readonly instanceId: string;
+  readonly kind: "providers" | "mails";
+}
+
+/** The outbox part of the store. */
+export interface MailStore {
+  /**
+   * Commits a mail, durably, before resolving. With an idempotency key that
+   * the instance used before, stores nothing and returns the first mail.
+   */
+  enqueueMail(mail: NewMail): Promise<{ mail: OutboxMail; created: boolean }>;
+  /** One mail, if it exists in this instance. */
+  findMail(instanceId: string, id: string): Promise<OutboxMail | undefined>;
+  /**
+   * Claims due mails for one worker: queued ones whose time has come, and
+   * sending ones whose claim expired (their worker died). Each claim counts
+   * as an attempt. Oldest due first.
+   */
+  claimMails(request: ClaimRequest): Promise<OutboxMail[]>;
+  /**
+   * Records an attempt's outcome. Resolves false, changing nothing, when the
+   * worker no longer holds the claim.
+   */
+  completeMail(id: string, workerId: string, outcome: AttemptOutcome, now: Date): Promise<boolean>;
+  /** Puts claimed mails of a worker back in the queue, due now, the attempt not counted. */
+  releaseClaims(workerId: string | "*", now: Date): Promise<number>;
+  /**
+   * Makes waiting mails due when what they wait on changed: the active
+   * provider is another one or has a newer sequence (credentials), or an
+   * active provider exists (no_provider). Returns how many woke.
+   */
+  wakeWaitingMails(now: Date, instanceId?: string): Promise<number>;
+  /** Fails queued mails created before `createdBefore`. Returns how many. */
+  expireMails(createdBefore: Date, now: Date): Promise<number>;
+  /** Mail counts by state. */
+  countMails(): Promise<Record<string, number>>;
+  /** Calls `listener` after commits that change providers or mails; returns an unsubscribe. */
+  subscribe(listener: (change: StoreChange) => void): () => void;
+}
+
 /** What every storage engine provides. All methods may reject on I/O errors. */
-export interface Store {
+export interface Store extends MailStore {
   /** The instance that owns `domain` (lowercase, no port), if any. */
   findInstanceByDomain(domain: string): Promise<Instance | undefined>;
   /** Adds an instance. Throws DomainError "invalid" when a domain is taken. */

@@ -1,0 +1,227 @@
+/**
+ * The outbox worker: claims due mails, sends each through its instance's
+ * active provider, and records the outcome.
+ *
+ * Correctness comes from the store: every attempt reads the active provider
+ * and its sequence fresh, and every tick wakes mails whose provider changed.
+ * The store's change feed only makes ticks happen sooner.
+ */
+import type { DomainDeps, Logger } from "../domain/deps.js";
+import { DomainError } from "../domain/errors.js";
+import { SmtpSendError, type OutgoingMail } from "../domain/mail.js";
+import { defaultRetryPolicy, outcomeOfFailure, type AttemptOutcome, type OutboxMail, type RetryPolicy } from "../domain/outbox.js";
+import type { SmtpProvider } from "../domain/provider.js";
+import type { Store } from "../store/store.js";
+import type { TransportPool } from "./transport-pool.js";
+
+/** Tuning of the worker. Every field has a default. */
+export interface WorkerOptions {
+  /** Names this worker's claims; unique per process. */
+  readonly workerId: string;
+  /** Mails in flight at once, over all instances; default 32. */
+  readonly concurrency?: number;
+  /** Mails in flight at once for one instance; default 4. */
+  readonly perInstance?: number;
+  /** How long a claim holds before another worker may take over, ms; default 120000. */
+  readonly leaseMs?: number;
+  /** Time between ticks when nothing wakes the worker, ms; default 1000. */
+  readonly pollMs?: number;
+  readonly policy?: RetryPolicy;
+}
+
+/** A provider's pooled transport unused this long is closed, ms. */
+const idleTransportMs = 60_000;
+
+type Deps = Pick<DomainDeps, "store" | "secrets" | "log" | "now"> & { readonly pool: TransportPool };
+
+/** Delivers queued mails until stopped. */
+export class OutboxWorker {
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly perInstanceCount = new Map<string, number>();
+  private readonly opts: Required<WorkerOptions>;
+  private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private ticking: Promise<void> | undefined;
+  private tickAgain = false;
+  private stopped = false;
+
+  constructor(private readonly deps: Deps, options: WorkerOptions) {
+    this.opts = {
+      concurrency: 32,
+      perInstance: 4,
+      leaseMs: 120_000,
+      pollMs: 1000,
+      policy: defaultRetryPolicy,
+      ...options,
+    };
+  }
+
+  private get store(): Store {
+    return this.deps.store;
+  }
+
+  private get log(): Logger {
+    return this.deps.log;
+  }
+
+  /** Starts ticking on the change feed and on a timer. */
+  start(): void {
+    this.unsubscribe = this.store.subscribe(() => this.kick());
+    this.timer = setInterval(() => this.kick(), this.opts.pollMs);
+    this.timer.unref();
+    this.kick();
+  }
+
+  /** Runs a tick soon; coalesces with one already running. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.tickAgain = true;
+      return;
+    }
+    this.ticking = this.tickLoop().finally(() => {
+      this.ticking = undefined;
+    });
+  }
+
+  private async tickLoop(): Promise<void> {
+    do {
+      this.tickAgain = false;
+      try {
+        await this.tick();
+      } catch (err) {
+        this.log.error({ event: "outbox.tick_failed", err: (err as Error).message }, "outbox tick failed");
+      }
+    } while (this.tickAgain && !this.stopped);
+  }
+
+  private async tick(): Promise<void> {
+    const now = this.deps.now();
+    this.deps.pool.closeIdle(idleTransportMs);
+    await this.store.wakeWaitingMails(now);
+    const expired = await this.store.expireMails(new Date(now.getTime() - this.opts.policy.maxAgeMs), now);
+    if (expired > 0) this.log.warn({ event: "mail.expired", count: expired }, "mails failed after waiting too long");
+
+    const free = this.opts.concurrency - this.inFlight.size;
+    if (free <= 0 || this.stopped) return;
+    const full = [...this.perInstanceCount].filter(([, n]) => n >= this.opts.perInstance).map(([id]) => id);
+    const mails = await this.store.claimMails({
+      workerId: this.opts.workerId,
+      now,
+      leaseMs: this.opts.leaseMs,
+      limit: free,
+      perInstanceLimit: this.opts.perInstance,
+      skipInstances: full,
+    });
+    for (const mail of mails) this.launch(mail);
+    // A full batch means more may be due right away.
+    if (mails.length === free) this.tickAgain = true;
+  }
+
+  private launch(mail: OutboxMail): void {
+    this.perInstanceCount.set(mail.instanceId, (this.perInstanceCount.get(mail.instanceId) ?? 0) + 1);
+    const run = this.attempt(mail).finally(() => {
+      this.inFlight.delete(mail.id);
+      const left = (this.perInstanceCount.get(mail.instanceId) ?? 1) - 1;
+      if (left === 0) this.perInstanceCount.delete(mail.instanceId);
+      else this.perInstanceCount.set(mail.instanceId, left);
+      this.kick();
+    });
+    this.inFlight.set(mail.id, run);
+  }
+
+  private async attempt(mail: OutboxMail): Promise<void> {
+    const started = performance.now();
+    let outcome: AttemptOutcome;
+    try {
+      outcome = await this.sendOnce(mail);
+    } catch (err) {
+      // Not a send failure we understand (e.g. the store failed): retry later.
+      this.log.error({ event: "mail.attempt_error", mailId: mail.id, err: (err as Error).message }, "mail attempt failed unexpectedly");
+      outcome = { kind: "retry", lastError: "internal error", at: new Date(this.deps.now().getTime() + this.opts.policy.baseDelayMs) };
+    }
+    const held = await this.store.completeMail(mail.id, this.opts.workerId, outcome, this.deps.now());
+    this.logOutcome(mail, outcome, held, performance.now() - started);
+  }
+
+  private async sendOnce(mail: OutboxMail): Promise<AttemptOutcome> {
+    const provider = await this.store.findActiveProvider(mail.instanceId);
+    if (!provider) {
+      return { kind: "wait", reason: "no_provider", lastError: "no active SMTP provider", providerId: "", providerSequence: 0n };
+    }
+    let password: string;
+    try {
+      password = this.deps.secrets.open(provider.sealedPassword, { instanceId: provider.instanceId, providerId: provider.id });
+    } catch {
+      // Fail closed: send nothing; saving a new password wakes the mail.
+      return waitOn(provider, "the stored SMTP password cannot be opened; save it again");
+    }
+    const settings = { host: provider.host, tls: provider.tls, user: provider.user, password };
+    try {
+      await this.deps.pool.send({ providerId: provider.id, sequence: provider.sequence }, settings, toOutgoing(mail, provider));
+      return { kind: "sent", providerId: provider.id, at: this.deps.now() };
+    } catch (err) {
+      return this.outcomeOf(err, mail, provider);
+    }
+  }
+
+  private outcomeOf(err: unknown, mail: OutboxMail, provider: SmtpProvider): AttemptOutcome {
+    if (err instanceof SmtpSendError) {
+      return outcomeOfFailure(this.opts.policy, mail, { reason: err.reason, message: err.message }, provider, this.deps.now());
+    }
+    if (err instanceof DomainError && err.kind === "invalid") {
+      // The provider's settings cannot make a valid mail (e.g. a bad host);
+      // a settings change wakes it.
+      return waitOn(provider, err.message);
+    }
+    throw err;
+  }
+
+  private logOutcome(mail: OutboxMail, outcome: AttemptOutcome, held: boolean, ms: number): void {
+    const fields = {
+      event: `mail.${outcome.kind}`,
+      mailId: mail.id,
+      instanceId: mail.instanceId,
+      attempt: mail.attempts,
+      durationMs: Math.round(ms),
+      claimLost: held ? undefined : true,
+      error: outcome.kind === "sent" ? undefined : outcome.lastError,
+    };
+    if (outcome.kind === "sent") this.log.info(fields, "mail sent");
+    else if (outcome.kind === "failed") this.log.warn(fields, "mail failed for good");
+    else this.log.warn(fields, outcome.kind === "wait" ? "mail waits for a provider change" : "mail will be retried");
+  }
+
+  /**
+   * Stops claiming, waits up to `graceMs` for mails in flight, puts the
+   * rest back in the queue, and closes the pool.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    clearInterval(this.timer);
+    await this.ticking;
+    const grace = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
+    await Promise.race([Promise.allSettled(this.inFlight.values()), grace]);
+    const released = await this.store.releaseClaims(this.opts.workerId, this.deps.now());
+    this.deps.pool.closeAll();
+    this.log.info({ event: "outbox.stopped", released }, "outbox worker stopped");
+  }
+}
+
+function waitOn(provider: SmtpProvider, lastError: string): AttemptOutcome {
+  return { kind: "wait", reason: "credentials", lastError, providerId: provider.id, providerSequence: provider.sequence };
+}
+
+function toOutgoing(mail: OutboxMail, provider: SmtpProvider): OutgoingMail {
+  return {
+    fromAddress: provider.senderAddress,
+    fromName: provider.senderName,
+    replyTo: mail.replyTo || provider.replyToAddress || undefined,
+    to: mail.to,
+    subject: mail.subject,
+    text: mail.textBody || undefined,
+    html: mail.htmlBody || undefined,
+    messageId: mail.messageId,
+  };
+}

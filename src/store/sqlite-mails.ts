@@ -1,0 +1,181 @@
+/**
+ * The outbox on SQLite. Every method runs in one synchronous call, so a
+ * claim (select due rows, mark them claimed) is atomic without row locks.
+ */
+import type Database from "better-sqlite3";
+import type { AttemptOutcome, MailState, OutboxMail, WaitReason } from "../domain/outbox.js";
+import type { ClaimRequest, NewMail } from "./store.js";
+
+interface MailRow {
+  id: string;
+  instance_id: string;
+  idempotency_key: string | null;
+  message_id: string;
+  recipients: string;
+  subject: string;
+  text_body: string;
+  html_body: string;
+  reply_to: string;
+  state: MailState;
+  attempts: number;
+  last_error: string;
+  wait_reason: WaitReason;
+  next_attempt_at: number;
+  provider_id: string;
+  created_at: number;
+  sent_at: number | null;
+}
+
+function mailFromRow(row: MailRow): OutboxMail {
+  return {
+    id: row.id,
+    instanceId: row.instance_id,
+    idempotencyKey: row.idempotency_key ?? "",
+    messageId: row.message_id,
+    to: JSON.parse(row.recipients) as string[],
+    subject: row.subject,
+    textBody: row.text_body,
+    htmlBody: row.html_body,
+    replyTo: row.reply_to,
+    state: row.state,
+    attempts: row.attempts,
+    lastError: row.last_error,
+    waitReason: row.wait_reason,
+    nextAttemptAt: new Date(row.next_attempt_at),
+    createdAt: new Date(row.created_at),
+    sentAt: row.sent_at === null ? undefined : new Date(row.sent_at),
+    providerId: row.provider_id,
+  };
+}
+
+/** Outbox queries over an open better-sqlite3 database. */
+export class SqliteMails {
+  constructor(private readonly db: Database.Database) {}
+
+  /** See MailStore.enqueueMail. */
+  enqueue(mail: NewMail): { mail: OutboxMail; created: boolean } {
+    return this.db
+      .transaction(() => {
+        const inserted = this.db
+          .prepare(
+            `INSERT INTO mails (id, instance_id, idempotency_key, message_id, recipients, subject, text_body,
+               html_body, reply_to, state, next_attempt_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+             ON CONFLICT (instance_id, idempotency_key) DO NOTHING`,
+          )
+          .run(
+            mail.id, mail.instanceId, mail.idempotencyKey || null, mail.messageId, JSON.stringify(mail.to),
+            mail.subject, mail.textBody, mail.htmlBody, mail.replyTo, mail.createdAt.getTime(), mail.createdAt.getTime(),
+          );
+        if (inserted.changes === 1) return { mail: this.find(mail.instanceId, mail.id)!, created: true };
+        const first = this.db
+          .prepare("SELECT * FROM mails WHERE instance_id = ? AND idempotency_key = ?")
+          .get(mail.instanceId, mail.idempotencyKey) as MailRow;
+        return { mail: mailFromRow(first), created: false };
+      })
+      .immediate();
+  }
+
+  /** See MailStore.findMail. */
+  find(instanceId: string, id: string): OutboxMail | undefined {
+    const row = this.db.prepare("SELECT * FROM mails WHERE instance_id = ? AND id = ?").get(instanceId, id) as MailRow | undefined;
+    return row && mailFromRow(row);
+  }
+
+  /** See MailStore.claimMails. */
+  claim(req: ClaimRequest): OutboxMail[] {
+    const now = req.now.getTime();
+    const skip = JSON.stringify(req.skipInstances);
+    const rows = this.db
+      .prepare(
+        `UPDATE mails SET state = 'sending', claimed_by = ?, claim_expires_at = ?, attempts = attempts + 1
+         WHERE id IN (
+           SELECT id FROM (
+             SELECT id, next_attempt_at,
+                    ROW_NUMBER() OVER (PARTITION BY instance_id ORDER BY next_attempt_at) AS rank
+             FROM mails
+             WHERE ((state = 'queued' AND wait_reason = '' AND next_attempt_at <= ?)
+                 OR (state = 'sending' AND claim_expires_at <= ?))
+               AND instance_id NOT IN (SELECT value FROM json_each(?)))
+           WHERE rank <= ?
+           ORDER BY next_attempt_at LIMIT ?)
+         RETURNING *`,
+      )
+      .all(req.workerId, now + req.leaseMs, now, now, skip, req.perInstanceLimit, req.limit) as MailRow[];
+    return rows.map(mailFromRow).sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime());
+  }
+
+  /** See MailStore.completeMail. */
+  complete(id: string, workerId: string, outcome: AttemptOutcome, now: Date): boolean {
+    const guard = "WHERE id = @id AND state = 'sending' AND claimed_by = @worker";
+    const params = { id, worker: workerId, now: now.getTime() };
+    let result;
+    switch (outcome.kind) {
+      case "sent":
+        result = this.db
+          .prepare(`UPDATE mails SET state = 'sent', claimed_by = '', last_error = '', wait_reason = '', provider_id = @provider, sent_at = @at ${guard}`)
+          .run({ ...params, provider: outcome.providerId, at: outcome.at.getTime() });
+        break;
+      case "retry":
+        result = this.db
+          .prepare(`UPDATE mails SET state = 'queued', claimed_by = '', last_error = @error, wait_reason = '', next_attempt_at = @at ${guard}`)
+          .run({ ...params, error: outcome.lastError, at: outcome.at.getTime() });
+        break;
+      case "wait":
+        result = this.db
+          .prepare(
+            `UPDATE mails SET state = 'queued', claimed_by = '', last_error = @error, wait_reason = @reason,
+               wait_provider_id = @provider, wait_sequence = @sequence, next_attempt_at = @now ${guard}`,
+          )
+          .run({ ...params, error: outcome.lastError, reason: outcome.reason, provider: outcome.providerId, sequence: Number(outcome.providerSequence) });
+        break;
+      case "failed":
+        result = this.db
+          .prepare(`UPDATE mails SET state = 'failed', claimed_by = '', last_error = @error, wait_reason = '' ${guard}`)
+          .run({ ...params, error: outcome.lastError });
+        break;
+    }
+    return result.changes === 1;
+  }
+
+  /** See MailStore.releaseClaims. */
+  release(workerId: string, now: Date): number {
+    const who = workerId === "*" ? "" : "AND claimed_by = @worker";
+    return this.db
+      .prepare(
+        `UPDATE mails SET state = 'queued', claimed_by = '', attempts = MAX(attempts - 1, 0), next_attempt_at = @now
+         WHERE state = 'sending' ${who}`,
+      )
+      .run({ worker: workerId, now: now.getTime() }).changes;
+  }
+
+  /** See MailStore.wakeWaitingMails. */
+  wake(now: Date, instanceId?: string): number {
+    const scope = instanceId === undefined ? "" : "AND m.instance_id = @instance";
+    return this.db
+      .prepare(
+        `UPDATE mails AS m SET wait_reason = '', next_attempt_at = @now
+         WHERE m.state = 'queued' AND m.wait_reason <> '' ${scope}
+           AND EXISTS (SELECT 1 FROM smtp_providers p WHERE p.instance_id = m.instance_id AND p.is_active = 1
+                       AND (m.wait_reason = 'no_provider' OR p.id <> m.wait_provider_id OR p.sequence <> m.wait_sequence))`,
+      )
+      .run({ now: now.getTime(), instance: instanceId ?? "" }).changes;
+  }
+
+  /** See MailStore.expireMails. */
+  expire(createdBefore: Date): number {
+    return this.db
+      .prepare(
+        `UPDATE mails SET state = 'failed', wait_reason = '',
+           last_error = 'gave up: not delivered within the maximum age' || CASE WHEN last_error = '' THEN '' ELSE '; last error: ' || last_error END
+         WHERE state = 'queued' AND created_at < ?`,
+      )
+      .run(createdBefore.getTime()).changes;
+  }
+
+  /** See MailStore.countMails. */
+  count(): Record<string, number> {
+    const rows = this.db.prepare("SELECT state, COUNT(*) AS n FROM mails GROUP BY state").all() as { state: string; n: number }[];
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  }
+}
