@@ -79,6 +79,7 @@ async function serve(args: string[]): Promise<number> {
     logLevel: parseLogLevel(v["log-level"] as string),
     masterKeyEnv: process.env.SMTPGATE_MASTERKEY,
     smtpCaFile: v["smtp-ca-file"] as string | undefined,
+    corsOrigins: v["cors-origin"] as string[],
   });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -32,6 +32,8 @@ export interface ServerConfig {
   readonly masterKeyEnv?: string;
   /** Extra CA bundle trusted for SMTP TLS, PEM file path. */
   readonly smtpCaFile?: string;
+  /** Origins allowed to call from a browser (CORS); none by default. */
+  readonly corsOrigins?: readonly string[];
   /** Log destination; stdout when absent (tests pass their own). */
   readonly logDestination?: DestinationStream;
   /** Replaces the nodemailer sender of test mails (benchmarks only). */
@@ -94,7 +96,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
 
   let server: DualServer;
   try {
-    server = await listenDual(createHandler(deps), config.host, config.port);
+    server = await listenDual(createHandler(deps, { corsOrigins: config.corsOrigins }), config.host, config.port);
   } catch (err) {
     await store.close();
     throw err;

@@ -1,17 +1,29 @@
 /**
- * The one Node request handler behind the port: Connect, gRPC and gRPC-web
- * for every service, from one connect router.
+ * The one Node request handler behind the port. Every service is registered
+ * once on a Connect router, which serves Connect, gRPC and gRPC-web; the REST
+ * binding transcodes onto the same universal handlers. CORS sits in front.
  */
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { ConnectError, createConnectRouter, Code } from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import type { DomainDeps } from "../domain/deps.js";
 import { NotificationService } from "../gen/smtpgate/notify/v1/notify_pb.js";
 import { AdminService } from "../gen/zitadel/admin/v1/admin_pb.js";
 import { createAdminService } from "./admin-service.js";
-import { createNotificationService } from "./notification-service.js";
 import { createAuthGate } from "./auth-gate.js";
+import { applyCors } from "./cors.js";
 import { errorMapper } from "./error-mapper.js";
+import { withSpecGrpcMessage } from "./grpc-message.js";
 import type { RequestHandler } from "./listener.js";
+import { createNotificationService } from "./notification-service.js";
 import { requestLogger } from "./request-log.js";
+import { restRoutesOf } from "./rest/http-rules.js";
+import { RestTranscoder } from "./rest/transcoder.js";
 
 /**
  * Largest request message accepted, in bytes. Admin messages are a few
@@ -30,17 +42,57 @@ export const mailReadMaxBytes = 2 * 1024 * 1024;
 /** Longest deadline a client may ask for, in ms. */
 export const maxTimeoutMs = 5 * 60_000;
 
-/** Builds the request handler for all services. */
-export function createHandler(deps: DomainDeps): RequestHandler {
-  return connectNodeAdapter({
+/** Where each service's REST binding lives. WIRE.md: admin under /admin/v1. */
+const restPrefixes = [
+  { service: AdminService, prefix: "/admin/v1" },
+  { service: NotificationService, prefix: "" },
+];
+
+/** Options of the handler beyond the domain. */
+export interface HandlerOptions {
+  /** Origins allowed to call from a browser; "*" for any. */
+  readonly corsOrigins?: readonly string[];
+}
+
+/** Builds the request handler for all services and protocols. */
+export function createHandler(deps: DomainDeps, options: HandlerOptions = {}): RequestHandler {
+  const router = createConnectRouter({
     readMaxBytes,
     maxTimeoutMs,
+    acceptCompression: [compressionGzip, compressionBrotli],
     // First is outermost: the logger sees the error the mapper produced.
     interceptors: [requestLogger(deps.log), errorMapper(deps.log)],
     requestGate: createAuthGate(deps.store, deps.log),
-    routes(router) {
-      router.service(AdminService, createAdminService(deps));
-      router.service(NotificationService, createNotificationService(deps), { readMaxBytes: mailReadMaxBytes });
-    },
-  }) as RequestHandler;
+  });
+  router.service(AdminService, createAdminService(deps));
+  router.service(NotificationService, createNotificationService(deps), { readMaxBytes: mailReadMaxBytes });
+
+  const byPath = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, h]));
+  const routes = restPrefixes.flatMap(({ service, prefix }) => restRoutesOf(service, prefix));
+  const rest = new RestTranscoder(routes, router.handlers, mailReadMaxBytes, deps.log);
+  const origins = new Set(options.corsOrigins ?? []);
+
+  return withSpecGrpcMessage((req, res) => {
+    if (applyCors(origins, req, res)) return;
+    const path = (req.url ?? "").split("?", 1)[0];
+    const rpc = byPath.get(path);
+    if (rpc) {
+      serveRpc(rpc, req, res, deps);
+    } else if (rest.handles(path) || path.startsWith("/admin/v1/")) {
+      void rest.serve(req, res);
+    } else {
+      res.writeHead(404, { "content-type": "text/plain" });
+      res.end("not found\n");
+    }
+  });
+}
+
+function serveRpc(rpc: UniversalHandler, req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1], deps: DomainDeps): void {
+  rpc(universalRequestFromNodeRequest(req, res, undefined, undefined))
+    .then((uRes) => universalResponseToNodeResponse(uRes, res))
+    .catch((reason: unknown) => {
+      // Aborted: the client went away mid-response; nothing to report.
+      if (ConnectError.from(reason).code === Code.Aborted) return;
+      deps.log.error({ event: "rpc.write_failed", method: rpc.method.name, err: String(reason) }, "writing a response failed");
+    });
 }

@@ -34,6 +34,7 @@ export const serveSpecs: readonly SettingSpec[] = [
   { flag: "host", env: "SMTPGATE_HOST", kind: "string", default: "127.0.0.1", help: "address to listen on" },
   dataDirSpec,
   { flag: "log-level", env: "SMTPGATE_LOG_LEVEL", kind: "string", default: "info", help: "debug, info, warn or error" },
+  { flag: "cors-origin", env: "SMTPGATE_CORS_ORIGIN", kind: "list", help: "browser origin allowed to call the API, e.g. https://console.example.com (repeatable; env: comma-separated; none: same origin only)" },
   { flag: "smtp-ca-file", env: "SMTPGATE_SMTP_CA_FILE", kind: "string", help: "PEM bundle of extra CAs trusted for SMTP TLS (system roots stay trusted)" },
 ];
 

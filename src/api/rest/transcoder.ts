@@ -1,0 +1,205 @@
+/**
+ * The REST binding: a request such as "PUT /admin/v1/smtp/{id}/password"
+ * becomes the Connect JSON call of the RPC its google.api.http option names,
+ * and runs through the very same universal handler (auth gate, interceptors,
+ * error mapper, domain). Only the envelope changes: path variables and query
+ * parameters are merged into the request message, and errors get
+ * grpc-gateway's body.
+ */
+import type http from "node:http";
+import type http2 from "node:http2";
+import { ScalarType, type DescField, type DescMessage, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import { errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
+import type { Logger } from "../../domain/deps.js";
+import { gatewayError, toGatewayError, type GatewayError } from "./gateway-error.js";
+import { compareSpecificity, matchPath, splitPath } from "./path-template.js";
+import type { RestRoute } from "./http-rules.js";
+
+type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+
+interface Bound {
+  readonly route: RestRoute;
+  readonly handler: UniversalHandler;
+}
+
+/** What the transcoder found for a path. */
+type Lookup =
+  | { readonly kind: "none" }
+  | { readonly kind: "wrong_verb"; readonly allowed: string[] }
+  | { readonly kind: "found"; readonly bound: Bound; readonly vars: Record<string, string> };
+
+/** Serves REST requests for a set of routes. */
+export class RestTranscoder {
+  private readonly routes: Bound[];
+
+  /**
+   * `handlers` are the router's universal handlers; each route is bound to
+   * the handler of its method. Routes are kept most specific first.
+   */
+  constructor(
+    routes: readonly RestRoute[],
+    handlers: readonly UniversalHandler[],
+    private readonly readMaxBytes: number,
+    private readonly log: Logger,
+  ) {
+    this.routes = routes
+      .map((route) => ({ route, handler: handlers.find((h) => h.method === route.method)! }))
+      .filter((b) => b.handler !== undefined)
+      .sort((a, b) => compareSpecificity(a.route.template, b.route.template));
+  }
+
+  /** True when some route's template matches the path, whatever the verb. */
+  handles(path: string): boolean {
+    return this.lookup("", path).kind !== "none";
+  }
+
+  private lookup(verb: string, path: string): Lookup {
+    const parts = splitPath(path);
+    if (!parts) return { kind: "none" };
+    const allowed: string[] = [];
+    for (const bound of this.routes) {
+      const vars = matchPath(bound.route.template, parts);
+      if (!vars) continue;
+      if (bound.route.verb === verb) return { kind: "found", bound, vars };
+      allowed.push(bound.route.verb);
+    }
+    return allowed.length > 0 ? { kind: "wrong_verb", allowed } : { kind: "none" };
+  }
+
+  /** Answers one REST request. Never throws; failures become gateway errors. */
+  async serve(req: NodeRequest, res: NodeResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://rest.invalid");
+    const found = this.lookup(req.method ?? "", url.pathname);
+    try {
+      if (found.kind === "none") return send(res, gatewayError(Code.NotFound, "no REST route for this path"));
+      if (found.kind === "wrong_verb") {
+        res.setHeader("allow", [...new Set(found.allowed)].join(", "));
+        return send(res, { ...gatewayError(Code.Unimplemented, `method ${req.method} not allowed here`), status: 405 });
+      }
+      const body = await readBody(req, this.readMaxBytes, found.bound.route.body === "*");
+      const message = requestJson(found.bound.handler.method.input, body, found.vars, url.searchParams);
+      await this.forward(req, res, found.bound.handler, message);
+    } catch (err) {
+      if (!(err instanceof ConnectError)) {
+        this.log.error({ event: "rest.fault", path: url.pathname, err: (err as Error).message }, "REST request failed unexpectedly");
+      }
+      if (!res.headersSent) send(res, toGatewayError(ConnectError.from(err)));
+    }
+  }
+
+  private async forward(req: NodeRequest, res: NodeResponse, handler: UniversalHandler, message: JsonValue | Uint8Array): Promise<void> {
+    const abort = new AbortController();
+    res.once("close", () => abort.abort());
+    const header = new Headers({ "content-type": "application/json", "connect-protocol-version": "1" });
+    const authorization = req.headers.authorization;
+    if (typeof authorization === "string") header.set("authorization", authorization);
+    const authority = "authority" in req ? req.authority : req.headers.host;
+
+    const uRes = await handler({
+      httpVersion: req.httpVersion,
+      method: "POST",
+      url: new URL(handler.requestPath, `http://${authority ?? "unknown.invalid"}`).toString(),
+      header,
+      // Parsed JSON goes in as is; bytes that did not parse go in raw, so the
+      // handler reports them after its auth checks, in the usual order.
+      body: message instanceof Uint8Array ? oneChunk(message) : message,
+      signal: abort.signal,
+    });
+    const bytes = await collect(uRes.body);
+    if (uRes.status === 200) {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(bytes);
+      return;
+    }
+    send(res, toGatewayError(errorFromJsonBytes(bytes, undefined, new ConnectError("request failed", Code.Internal))));
+  }
+}
+
+async function* oneChunk(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
+}
+
+async function collect(body: AsyncIterable<Uint8Array> | undefined): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  if (body) for await (const chunk of body) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+function send(res: NodeResponse, error: GatewayError): void {
+  res.writeHead(error.status, { "content-type": "application/json" });
+  res.end(JSON.stringify(error.body));
+}
+
+/**
+ * Reads the body up to `limit` bytes. Throws ResourceExhausted beyond it,
+ * without buffering the rest.
+ */
+async function readBody(req: NodeRequest, limit: number, wanted: boolean): Promise<Buffer> {
+  const declared = Number(req.headers["content-length"] ?? 0);
+  if (declared > limit) throw tooLarge(limit);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw tooLarge(limit);
+    if (wanted) chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function tooLarge(limit: number): ConnectError {
+  return new ConnectError(`request body is larger than ${limit} bytes`, Code.ResourceExhausted);
+}
+
+/**
+ * The request message as JSON: the body (when the route takes one), then
+ * query parameters, then path variables, later ones winning. Returns the raw
+ * bytes when the body is not a JSON object, for the handler to refuse.
+ */
+function requestJson(input: DescMessage, body: Buffer, vars: Record<string, string>, query: URLSearchParams): JsonValue | Uint8Array {
+  let json: JsonObject = {};
+  if (body.length > 0) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString("utf8"));
+    } catch {
+      return body;
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return body;
+    json = parsed as JsonObject;
+  }
+  for (const [name, value] of query) setField(input, json, name.split("."), value);
+  for (const [name, value] of Object.entries(vars)) setField(input, json, name.split("."), value);
+  return json;
+}
+
+/**
+ * Sets a (possibly nested) field from text, typed by its descriptor. Unknown
+ * names are refused, like unknown JSON fields.
+ */
+function setField(message: DescMessage, target: JsonObject, path: string[], text: string): void {
+  const [name, ...rest] = path;
+  const field = message.fields.find((f) => f.name === name || f.jsonName === name);
+  if (!field) throw new ConnectError(`unknown field "${name}" in ${message.typeName}`, Code.InvalidArgument);
+  // Drop the other spelling, so path variables win over body fields.
+  if (field.name !== field.jsonName) delete target[field.name];
+  if (rest.length > 0) {
+    if (field.fieldKind !== "message") throw new ConnectError(`field "${name}" has no subfields`, Code.InvalidArgument);
+    const child = (target[field.jsonName] ?? {}) as JsonObject;
+    target[field.jsonName] = child;
+    setField(field.message, child, rest, text);
+    return;
+  }
+  target[field.jsonName] = typed(field, text);
+}
+
+function typed(field: DescField, text: string): JsonValue {
+  if (field.fieldKind === "scalar" && field.scalar === ScalarType.BOOL) {
+    if (text === "true" || text === "false") return text === "true";
+    throw new ConnectError(`field "${field.name}" must be true or false`, Code.InvalidArgument);
+  }
+  return text;
+}
