@@ -7,6 +7,7 @@ import { DomainError } from "./domain/errors.js";
 import { addInstance, normalizeDomain } from "./domain/instances.js";
 import { createToken } from "./domain/tokens.js";
 import {
+  databaseUrlSpec,
   dataDirSpec,
   parseLogLevel,
   parsePort,
@@ -15,7 +16,10 @@ import {
   usage,
   UsageError,
   type SettingSpec,
+  type Values,
 } from "./config/settings.js";
+import { createLogger } from "./config/logger.js";
+import { pino } from "pino";
 import { openDataStore, startServer } from "./server.js";
 
 const mainHelp = `Usage: smtpgate <command> [options]
@@ -34,12 +38,14 @@ for --data-dir; a flag wins over its variable.`;
 
 const tokenSpecs: readonly SettingSpec[] = [
   dataDirSpec,
+  databaseUrlSpec,
   { flag: "instance", env: "SMTPGATE_INSTANCE", kind: "string", help: "a domain of the instance, e.g. localhost" },
   { flag: "role", env: "SMTPGATE_ROLE", kind: "list", default: "IAM_OWNER", help: `role to grant: ${roles.join(", ")}` },
 ];
 
 const instanceSpecs: readonly SettingSpec[] = [
   dataDirSpec,
+  databaseUrlSpec,
   { flag: "domain", env: "SMTPGATE_DOMAIN", kind: "list", help: "a domain the instance is reached under" },
 ];
 
@@ -76,6 +82,7 @@ async function serve(args: string[]): Promise<number> {
     host: v.host as string,
     port: parsePort(v.port as string),
     dataDir: v["data-dir"] as string,
+    databaseUrl: v["database-url"] as string | undefined,
     logLevel: parseLogLevel(v["log-level"] as string),
     masterKeyEnv: process.env.SMTPGATE_MASTERKEY,
     smtpCaFile: v["smtp-ca-file"] as string | undefined,
@@ -102,7 +109,7 @@ async function tokenCreate(args: string[]): Promise<number> {
   const bad = wanted.find((r) => !isRole(r));
   if (bad) throw new UsageError(`unknown role ${JSON.stringify(bad)}; known: ${roles.join(", ")}`);
 
-  const store = openDataStore(v["data-dir"] as string);
+  const store = await openToolStore(v);
   try {
     const instance = await store.findInstanceByDomain(normalizeDomain(domain));
     if (!instance) throw new UsageError(`no instance has the domain ${JSON.stringify(domain)}`);
@@ -119,7 +126,7 @@ async function instanceAdd(args: string[]): Promise<number> {
   if (v.help) return printHelp("instance add", "Adds an instance and prints its id.", instanceSpecs);
   const domains = v.domain as string[];
   if (domains.length === 0) throw new UsageError("--domain <domain> is required");
-  const store = openDataStore(v["data-dir"] as string);
+  const store = await openToolStore(v);
   try {
     const instance = await addInstance(store, domains);
     process.stdout.write(`${instance.id}\n`);
@@ -127,6 +134,12 @@ async function instanceAdd(args: string[]): Promise<number> {
   } finally {
     await store.close();
   }
+}
+
+/** The store for a one-shot command; its log lines go to stderr, stdout stays the result. */
+async function openToolStore(v: Values) {
+  const log = createLogger("warn", pino.destination({ fd: 2, sync: true }));
+  return openDataStore(v["data-dir"] as string, v["database-url"] as string | undefined, log);
 }
 
 function printHelp(command: string, summary: string, specs: readonly SettingSpec[]): number {

@@ -18,6 +18,8 @@ import { randomBytes } from "node:crypto";
 import { OutboxWorker, type WorkerOptions } from "./notify/outbox-worker.js";
 import { NodemailerSender } from "./notify/smtp-sender.js";
 import { TransportPool } from "./notify/transport-pool.js";
+import { DomainError } from "./domain/errors.js";
+import { openPostgresStore } from "./store/postgres-store.js";
 import { openSqliteStore } from "./store/sqlite-store.js";
 import type { Store } from "./store/store.js";
 
@@ -27,6 +29,8 @@ export interface ServerConfig {
   /** 0 picks a free port. */
   readonly port: number;
   readonly dataDir: string;
+  /** postgres://... to share one database among replicas; SQLite in dataDir when absent. */
+  readonly databaseUrl?: string;
   readonly logLevel: string;
   /** SMTPGATE_MASTERKEY's value, if set. */
   readonly masterKeyEnv?: string;
@@ -59,10 +63,25 @@ export const adminTokenFile = "admin.pat";
 /** Default domains of the first instance. */
 export const bootstrapDomains = ["localhost", "127.0.0.1"];
 
-/** Opens the store in `dataDir`, creating the directory (mode 0700) if needed. */
-export function openDataStore(dataDir: string): Store {
+/**
+ * Opens PostgreSQL when `databaseUrl` is given, else the SQLite file in
+ * `dataDir` (created with mode 0700 if needed). Throws when unreachable.
+ */
+export async function openDataStore(dataDir: string, databaseUrl: string | undefined, log: Logger): Promise<Store> {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (databaseUrl) return openPostgresStore(databaseUrl, log);
   return openSqliteStore(join(dataDir, "smtpgate.db"));
+}
+
+/**
+ * The master keys for this configuration. With a shared database every
+ * replica must use the same key, so a generated per-directory key is refused.
+ */
+export function masterKeysFor(config: Pick<ServerConfig, "masterKeyEnv" | "databaseUrl">, dataDir: string): Buffer[] {
+  if (config.databaseUrl && !config.masterKeyEnv) {
+    throw new Error("SMTPGATE_MASTERKEY is required with --database-url: all replicas must seal and open passwords with the same key");
+  }
+  return loadMasterKeys(config.masterKeyEnv, dataDir, true);
 }
 
 /**
@@ -72,8 +91,8 @@ export function openDataStore(dataDir: string): Store {
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const log = createLogger(config.logLevel, config.logDestination);
   const dataDir = resolve(config.dataDir);
-  const store = openDataStore(dataDir);
-  const secrets = new SecretBox(loadMasterKeys(config.masterKeyEnv, dataDir, true));
+  const secrets = new SecretBox(masterKeysFor(config, dataDir));
+  const store = await openDataStore(dataDir, config.databaseUrl, log);
   const ca = config.smtpCaFile ? readFileSync(config.smtpCaFile) : undefined;
   const deps: DomainDeps = {
     store,
@@ -87,8 +106,11 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   // The embedded store has one server per data directory, so claims left by
   // a previous run (killed mid-send) are released at once instead of waiting
   // for their lease: those mails are sent again, with the same Message-ID.
-  const released = await store.releaseClaims("*", new Date());
-  if (released > 0) log.warn({ event: "outbox.recovered", released }, "mails claimed by a previous run are queued again");
+  // A shared database waits for leases instead: other replicas may be alive.
+  if (!config.databaseUrl) {
+    const released = await store.releaseClaims("*", new Date());
+    if (released > 0) log.warn({ event: "outbox.recovered", released }, "mails claimed by a previous run are queued again");
+  }
   const worker = new OutboxWorker(
     { store, secrets, log, now: deps.now, pool: new TransportPool({ ca }) },
     { ...config.outbox, workerId: `${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}` },
@@ -122,7 +144,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
 /** On an empty store: the first instance and its owner token in admin.pat. */
 async function bootstrap(store: Store, dataDir: string, log: Logger): Promise<void> {
   if ((await store.countInstances()) > 0) return;
-  const instance = await addInstance(store, bootstrapDomains);
+  let instance;
+  try {
+    instance = await addInstance(store, bootstrapDomains);
+  } catch (err) {
+    // Another replica bootstrapped the shared database a moment before us.
+    if (err instanceof DomainError && err.id === "INSTANCE-dom01") return;
+    throw err;
+  }
   const { id, token } = await createToken(store, { instanceId: instance.id, roles: ["IAM_OWNER"] });
   const file = join(dataDir, adminTokenFile);
   writeFileSync(file, token + "\n", { mode: 0o600 });

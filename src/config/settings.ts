@@ -28,11 +28,20 @@ export const dataDirSpec: SettingSpec = {
   help: "directory of the embedded SQLite store, master key and bootstrap token",
 };
 
+/** Where the store is: PostgreSQL shared by replicas, or SQLite in the data dir. */
+export const databaseUrlSpec: SettingSpec = {
+  flag: "database-url",
+  env: "SMTPGATE_DATABASE_URL",
+  kind: "string",
+  help: "postgres://user@host:5432/db to share one PostgreSQL database among replicas (needs SMTPGATE_MASTERKEY); embedded SQLite in --data-dir when absent",
+};
+
 /** Settings of `smtpgate serve`. */
 export const serveSpecs: readonly SettingSpec[] = [
   { flag: "port", env: "SMTPGATE_PORT", kind: "string", default: "8080", help: "TCP port for all protocols (0 picks a free one)" },
   { flag: "host", env: "SMTPGATE_HOST", kind: "string", default: "127.0.0.1", help: "address to listen on" },
   dataDirSpec,
+  databaseUrlSpec,
   { flag: "log-level", env: "SMTPGATE_LOG_LEVEL", kind: "string", default: "info", help: "debug, info, warn or error" },
   { flag: "cors-origin", env: "SMTPGATE_CORS_ORIGIN", kind: "list", help: "browser origin allowed to call the API, e.g. https://console.example.com (repeatable; env: comma-separated; none: same origin only)" },
   { flag: "smtp-ca-file", env: "SMTPGATE_SMTP_CA_FILE", kind: "string", help: "PEM bundle of extra CAs trusted for SMTP TLS (system roots stay trusted)" },

@@ -108,6 +108,7 @@ export interface ClaimRequest {
 
 /** A change worth waking up for. */
 export interface StoreChange {
+  /** "*" after a gap in the feed: anything may have changed. */
   readonly instanceId: string;
   readonly kind: "providers" | "mails";
 }

@@ -1,0 +1,82 @@
+/**
+ * Schema of the PostgreSQL engine, as an ordered list of migrations. A
+ * migration is never edited once released: add a new one instead. Applied
+ * under an advisory lock, so replicas starting together apply each once.
+ */
+
+/** Migrations in order; index + 1 is the schema version. */
+export const postgresMigrations: readonly string[] = [
+  `
+  CREATE TABLE instances (
+    id          TEXT PRIMARY KEY,
+    created_at  TIMESTAMPTZ NOT NULL,
+    -- sequence of the instance's newest event; writes compare-and-set it
+    sequence    BIGINT NOT NULL DEFAULT 0
+  );
+  CREATE TABLE instance_domains (
+    domain      TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL REFERENCES instances (id)
+  );
+  CREATE TABLE tokens (
+    id          TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL REFERENCES instances (id),
+    hash        TEXT NOT NULL UNIQUE,
+    roles       JSONB NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL
+  );
+  CREATE TABLE events (
+    instance_id TEXT NOT NULL REFERENCES instances (id),
+    sequence    BIGINT NOT NULL,
+    object_id   TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    payload     JSONB NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (instance_id, sequence)
+  );
+  CREATE TABLE smtp_providers (
+    instance_id      TEXT NOT NULL REFERENCES instances (id),
+    id               TEXT NOT NULL,
+    description      TEXT NOT NULL,
+    sender_address   TEXT NOT NULL,
+    sender_name      TEXT NOT NULL,
+    reply_to_address TEXT NOT NULL,
+    tls              BOOLEAN NOT NULL,
+    host             TEXT NOT NULL,
+    "user"           TEXT NOT NULL,
+    is_active        BOOLEAN NOT NULL,
+    sealed_password  TEXT NOT NULL,
+    sequence         BIGINT NOT NULL,
+    creation_date    TIMESTAMPTZ NOT NULL,
+    change_date      TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (instance_id, id)
+  );
+  CREATE UNIQUE INDEX smtp_providers_one_active ON smtp_providers (instance_id) WHERE is_active;
+  CREATE TABLE mails (
+    id               TEXT PRIMARY KEY,
+    instance_id      TEXT NOT NULL REFERENCES instances (id),
+    idempotency_key  TEXT,
+    message_id       TEXT NOT NULL,
+    recipients       JSONB NOT NULL,
+    subject          TEXT NOT NULL,
+    text_body        TEXT NOT NULL,
+    html_body        TEXT NOT NULL,
+    reply_to         TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT NOT NULL DEFAULT '',
+    wait_reason      TEXT NOT NULL DEFAULT '',
+    wait_provider_id TEXT NOT NULL DEFAULT '',
+    wait_sequence    BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at  TIMESTAMPTZ NOT NULL,
+    claimed_by       TEXT NOT NULL DEFAULT '',
+    claim_expires_at TIMESTAMPTZ NOT NULL DEFAULT 'epoch',
+    provider_id      TEXT NOT NULL DEFAULT '',
+    created_at       TIMESTAMPTZ NOT NULL,
+    sent_at          TIMESTAMPTZ,
+    UNIQUE (instance_id, idempotency_key)
+  );
+  CREATE INDEX mails_due ON mails (state, next_attempt_at);
+  CREATE INDEX mails_waiting ON mails (instance_id) WHERE wait_reason <> '';
+  `,
+];
