@@ -4,7 +4,9 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { DestinationStream } from "pino";
-import { createHandler } from "./api/handler.js";
+import { createHandler, servedServiceNames } from "./api/handler.js";
+import { HealthMonitor } from "./api/health.js";
+import { Metrics } from "./api/metrics.js";
 import { listenDual, type DualServer } from "./api/listener.js";
 import { createLogger } from "./config/logger.js";
 import { loadMasterKeys } from "./config/master-key.js";
@@ -111,14 +113,17 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     const released = await store.releaseClaims("*", new Date());
     if (released > 0) log.warn({ event: "outbox.recovered", released }, "mails claimed by a previous run are queued again");
   }
+  const pool = new TransportPool({ ca });
+  const metrics = new Metrics(store, () => pool.size);
   const worker = new OutboxWorker(
-    { store, secrets, log, now: deps.now, pool: new TransportPool({ ca }) },
+    { store, secrets, log, now: deps.now, pool, onAttempt: (outcome, replyClass) => metrics.recordAttempt({ outcome, replyClass }) },
     { ...config.outbox, workerId: `${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}` },
   );
 
+  const health = new HealthMonitor(store, new Set(servedServiceNames));
   let server: DualServer;
   try {
-    server = await listenDual(createHandler(deps, { corsOrigins: config.corsOrigins }), config.host, config.port);
+    server = await listenDual(createHandler(deps, { corsOrigins: config.corsOrigins, health, metrics }), config.host, config.port);
   } catch (err) {
     await store.close();
     throw err;
@@ -132,7 +137,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     log,
     store,
     async close() {
-      await server.close();
+      // Probes see NOT_SERVING first, so balancers stop sending new work.
+      health.drain();
+      await server.close(config.shutdownGraceMs ?? 10_000);
       await worker.stop(config.shutdownGraceMs ?? 10_000);
       await store.close();
       log.info({ event: "server.stopped" }, "smtpgate stopped");

@@ -6,7 +6,6 @@
  */
 import type { HandlerContext } from "@connectrpc/connect";
 import { requirePermission } from "../domain/access.js";
-import type { Logger } from "../domain/deps.js";
 import { DomainError } from "../domain/errors.js";
 import { resolveInstance } from "../domain/instances.js";
 import { authenticate } from "../domain/tokens.js";
@@ -14,7 +13,7 @@ import type { Store } from "../store/store.js";
 import { instanceKey, principalKey, protocolKey, startKey } from "./context.js";
 import { toConnectError } from "./error-mapper.js";
 import { requirementByMethod } from "./permissions.js";
-import { logOutcome } from "./request-log.js";
+import { logOutcome, type Telemetry } from "./request-log.js";
 
 /** Reads the token from "Authorization: Bearer <token>"; undefined if absent. */
 export function bearerToken(header: string | null): string | undefined {
@@ -23,21 +22,22 @@ export function bearerToken(header: string | null): string | undefined {
 }
 
 /** Builds the gate for the router. It throws ConnectErrors only. */
-export function createAuthGate(store: Store, log: Logger): (ctx: HandlerContext) => Promise<void> {
+export function createAuthGate(store: Store, t: Telemetry): (ctx: HandlerContext) => Promise<void> {
   return async (ctx) => {
     ctx.values.set(startKey, performance.now());
-    ctx.values.set(protocolKey, ctx.protocolName);
+    // The REST transcoder names its protocol itself; it arrives as Connect.
+    if (ctx.values.get(protocolKey) === "") ctx.values.set(protocolKey, ctx.protocolName);
     try {
       await admit(store, ctx);
     } catch (err) {
-      logOutcome(log, { method: ctx.method, values: ctx.values }, err);
+      logOutcome(t, { method: ctx.method, values: ctx.values }, err);
       throw toConnectError(err);
     }
   };
 }
 
 async function admit(store: Store, ctx: HandlerContext): Promise<void> {
-  const requirement = requirementByMethod[ctx.method.name];
+  const requirement = requirementByMethod[`${ctx.service.typeName}/${ctx.method.name}`] ?? requirementByMethod[ctx.method.name];
   if (requirement === "public") return;
   if (requirement === undefined) {
     throw new DomainError("unimplemented", "RPC-open01", `${ctx.method.name} is not served`);

@@ -26,8 +26,11 @@ export interface DualServer {
   readonly tcp: net.Server;
   readonly http1: http.Server;
   readonly http2: http2.Http2Server;
-  /** Stops accepting, ends idle HTTP/1.1 keep-alives and HTTP/2 sessions. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting, ends idle HTTP/1.1 keep-alives and asks HTTP/2 sessions
+   * to finish (GOAWAY); requests still running after `graceMs` are cut off.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -53,7 +56,12 @@ export async function listenDual(handler: RequestHandler, host: string, port: nu
     s.once("close", () => sessions.delete(s));
   });
 
-  const tcp = net.createServer((socket) => route(socket, http1, h2));
+  const sockets = new Set<net.Socket>();
+  const tcp = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    route(socket, http1, h2);
+  });
   await new Promise<void>((resolve, reject) => {
     tcp.once("error", reject);
     tcp.listen(port, host, () => resolve());
@@ -68,7 +76,7 @@ export async function listenDual(handler: RequestHandler, host: string, port: nu
     tcp,
     http1,
     http2: h2,
-    close: () => closeAll(tcp, http1, sessions),
+    close: (graceMs = 5000) => closeAll({ tcp, http1, sessions, sockets }, graceMs),
   };
 }
 
@@ -97,11 +105,23 @@ function route(socket: net.Socket, http1: http.Server, h2: http2.Http2Server): v
   socket.on("error", () => socket.destroy());
 }
 
-async function closeAll(tcp: net.Server, http1: http.Server, sessions: Set<http2.ServerHttp2Session>): Promise<void> {
-  const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
-  http1.closeIdleConnections();
+interface Open {
+  readonly tcp: net.Server;
+  readonly http1: http.Server;
+  readonly sessions: Set<http2.ServerHttp2Session>;
+  readonly sockets: Set<net.Socket>;
+}
+
+async function closeAll(open: Open, graceMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => open.tcp.close(() => resolve()));
+  open.http1.closeIdleConnections();
   // Node 20's HTTP/2 server keeps open sessions alive on close(); end them.
-  for (const session of sessions) session.close();
-  http1.close();
+  for (const session of open.sessions) session.close();
+  open.http1.close();
+  const deadline = setTimeout(() => {
+    for (const session of open.sessions) session.destroy();
+    for (const socket of open.sockets) socket.destroy();
+  }, graceMs);
   await closed;
+  clearTimeout(deadline);
 }

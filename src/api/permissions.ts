@@ -9,7 +9,7 @@ import type { Permission } from "../domain/access.js";
 /** "public": no instance, no token. Otherwise the permission needed. */
 export type Requirement = "public" | Permission;
 
-/** Requirement per RPC, by the proto's method name. */
+/** Requirement per RPC, by "<service>/<method>" or by the proto's method name. */
 export const requirementByMethod: Readonly<Record<string, Requirement>> = {
   Healthz: "public",
   GetSMTPConfig: "iam.read",
@@ -36,4 +36,11 @@ export const requirementByMethod: Readonly<Record<string, Requirement>> = {
   TestEmailProviderSMTP: "iam.write",
   SendMail: "notify.send",
   GetMail: "notify.send",
+  // Infrastructure services, by full name: probes and tools call them
+  // without a token, and their method names are too generic to share a
+  // namespace with ours.
+  "grpc.health.v1.Health/Check": "public",
+  "grpc.health.v1.Health/Watch": "public",
+  "grpc.reflection.v1.ServerReflection/ServerReflectionInfo": "public",
+  "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": "public",
 };

@@ -6,14 +6,21 @@ import { Code, type ContextValues, type Interceptor } from "@connectrpc/connect"
 import type { Logger } from "../domain/deps.js";
 import { instanceKey, principalKey, protocolKey, startKey } from "./context.js";
 import { toConnectError } from "./error-mapper.js";
+import type { Metrics } from "./metrics.js";
+
+/** Where request outcomes go: the log, and metrics when enabled. */
+export interface Telemetry {
+  readonly log: Logger;
+  readonly metrics?: Metrics;
+}
 
 interface Call {
   readonly method: { readonly name: string };
   readonly values: ContextValues;
 }
 
-/** Logs the outcome of one call; `err` undefined means success. */
-export function logOutcome(log: Logger, call: Call, err?: unknown): void {
+/** Logs and counts the outcome of one call; `err` undefined means success. */
+export function logOutcome(t: Telemetry, call: Call, err?: unknown): void {
   const fields = {
     event: "rpc.done",
     method: call.method.name,
@@ -23,20 +30,21 @@ export function logOutcome(log: Logger, call: Call, err?: unknown): void {
     instanceId: call.values.get(instanceKey)?.id,
     principalId: call.values.get(principalKey)?.tokenId,
   };
-  if (err === undefined) log.info(fields, "request done");
-  else log.warn(fields, "request failed");
+  if (err === undefined) t.log.info(fields, "request done");
+  else t.log.warn(fields, "request failed");
+  t.metrics?.recordRequest({ method: fields.method, protocol: fields.protocol, code: fields.code, seconds: fields.durationMs / 1000 });
 }
 
 /** Interceptor that logs each call that got past the gate. Put it outermost. */
-export function requestLogger(log: Logger): Interceptor {
+export function requestLogger(t: Telemetry): Interceptor {
   return (next) => async (req) => {
     const call = { method: req.method, values: req.contextValues };
     try {
       const res = await next(req);
-      logOutcome(log, call);
+      logOutcome(t, call);
       return res;
     } catch (err) {
-      logOutcome(log, call, err);
+      logOutcome(t, call, err);
       throw err;
     }
   };

@@ -32,7 +32,11 @@ export interface WorkerOptions {
 /** A provider's pooled transport unused this long is closed, ms. */
 const idleTransportMs = 60_000;
 
-type Deps = Pick<DomainDeps, "store" | "secrets" | "log" | "now"> & { readonly pool: TransportPool };
+type Deps = Pick<DomainDeps, "store" | "secrets" | "log" | "now"> & {
+  readonly pool: TransportPool;
+  /** Called after every attempt, e.g. to count outcomes in metrics. */
+  readonly onAttempt?: (outcome: AttemptOutcome["kind"], replyClass: string) => void;
+};
 
 /** Delivers queued mails until stopped. */
 export class OutboxWorker {
@@ -133,8 +137,9 @@ export class OutboxWorker {
   private async attempt(mail: OutboxMail): Promise<void> {
     const started = performance.now();
     let outcome: AttemptOutcome;
+    let replyClass = "none";
     try {
-      outcome = await this.sendOnce(mail);
+      outcome = await this.sendOnce(mail, (code) => (replyClass = code === undefined ? "none" : `${Math.floor(code / 100)}xx`));
     } catch (err) {
       // Not a send failure we understand (e.g. the store failed): retry later.
       this.log.error({ event: "mail.attempt_error", mailId: mail.id, err: (err as Error).message }, "mail attempt failed unexpectedly");
@@ -142,9 +147,10 @@ export class OutboxWorker {
     }
     const held = await this.store.completeMail(mail.id, this.opts.workerId, outcome, this.deps.now());
     this.logOutcome(mail, outcome, held, performance.now() - started);
+    this.deps.onAttempt?.(outcome.kind, outcome.kind === "sent" ? "2xx" : replyClass);
   }
 
-  private async sendOnce(mail: OutboxMail): Promise<AttemptOutcome> {
+  private async sendOnce(mail: OutboxMail, onReply: (code: number | undefined) => void): Promise<AttemptOutcome> {
     const provider = await this.store.findActiveProvider(mail.instanceId);
     if (!provider) {
       return { kind: "wait", reason: "no_provider", lastError: "no active SMTP provider", providerId: "", providerSequence: 0n };
@@ -161,6 +167,7 @@ export class OutboxWorker {
       await this.deps.pool.send({ providerId: provider.id, sequence: provider.sequence }, settings, toOutgoing(mail, provider));
       return { kind: "sent", providerId: provider.id, at: this.deps.now() };
     } catch (err) {
+      onReply(err instanceof SmtpSendError ? err.responseCode : undefined);
       return this.outcomeOf(err, mail, provider);
     }
   }
@@ -203,7 +210,12 @@ export class OutboxWorker {
     await this.ticking;
     const grace = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([Promise.allSettled(this.inFlight.values()), grace]);
-    const released = await this.store.releaseClaims(this.opts.workerId, this.deps.now());
+    // If the store is gone, the claims simply expire and another worker (or
+    // the next start) takes the mails over.
+    const released = await this.store.releaseClaims(this.opts.workerId, this.deps.now()).catch((err: Error) => {
+      this.log.warn({ event: "outbox.release_failed", err: err.message }, "claims not released; they will expire");
+      return 0;
+    });
     this.deps.pool.closeAll();
     this.log.info({ event: "outbox.stopped", released }, "outbox worker stopped");
   }

@@ -165,6 +165,12 @@ export class PostgresMails {
   }
 }
 
+/** Creation time of the oldest mail per state; see MailStore.oldestMails. */
+export async function oldestMails(query: Query): Promise<Record<string, Date>> {
+  const { rows } = await query("SELECT state, MIN(created_at) AS at FROM mails GROUP BY state");
+  return Object.fromEntries(rows.map((r) => [r.state as string, r.at as Date]));
+}
+
 /** Takes up to `limit` ids, at most `perInstance` of any one instance, in order. */
 function pickFairly(rows: readonly { id: string; instance_id: string }[], limit: number, perInstance: number): string[] {
   const taken = new Map<string, number>();

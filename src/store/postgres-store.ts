@@ -13,7 +13,7 @@ import type { AttemptOutcome, OutboxMail } from "../domain/outbox.js";
 import type { SmtpProvider } from "../domain/provider.js";
 import { PostgresFeed, changeChannel } from "./postgres-feed.js";
 import { translatePgError } from "./postgres-errors.js";
-import { PostgresMails } from "./postgres-mails.js";
+import { PostgresMails, oldestMails } from "./postgres-mails.js";
 import { postgresMigrations } from "./postgres-migrations.js";
 import {
   StoreConflict,
@@ -168,6 +168,11 @@ export class PostgresStore implements Store {
     return rows[0].n;
   }
 
+  async listInstanceIds(): Promise<string[]> {
+    const { rows } = await this.query("SELECT id FROM instances ORDER BY created_at, id");
+    return rows.map((r: { id: string }) => r.id);
+  }
+
   async addToken(token: TokenRecord): Promise<void> {
     await this.query("INSERT INTO tokens (id, instance_id, hash, roles, created_at) VALUES ($1, $2, $3, $4, $5)", [
       token.id, token.instanceId, token.hash, JSON.stringify(token.roles), token.createdAt,
@@ -294,6 +299,10 @@ export class PostgresStore implements Store {
 
   countMails(): Promise<Record<string, number>> {
     return this.mails.count();
+  }
+
+  oldestMails(): Promise<Record<string, Date>> {
+    return oldestMails((text, values) => this.query(text, values));
   }
 
   async close(): Promise<void> {

@@ -178,4 +178,10 @@ export class SqliteMails {
     const rows = this.db.prepare("SELECT state, COUNT(*) AS n FROM mails GROUP BY state").all() as { state: string; n: number }[];
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
+
+  /** See MailStore.oldestMails. */
+  oldest(): Record<string, Date> {
+    const rows = this.db.prepare("SELECT state, MIN(created_at) AS at FROM mails GROUP BY state").all() as { state: string; at: number }[];
+    return Object.fromEntries(rows.map((r) => [r.state, new Date(r.at)]));
+  }
 }

@@ -175,6 +175,10 @@ export class SqliteStore implements Store {
     return this.mails.count();
   }
 
+  async oldestMails(): Promise<Record<string, Date>> {
+    return this.mails.oldest();
+  }
+
   async findInstanceByDomain(domain: string): Promise<Instance | undefined> {
     const row = this.db
       .prepare("SELECT i.id, i.created_at FROM instance_domains d JOIN instances i ON i.id = d.instance_id WHERE d.domain = ?")
@@ -208,6 +212,11 @@ export class SqliteStore implements Store {
 
   async countInstances(): Promise<number> {
     return (this.db.prepare("SELECT COUNT(*) AS n FROM instances").get() as { n: number }).n;
+  }
+
+  async listInstanceIds(): Promise<string[]> {
+    const rows = this.db.prepare("SELECT id FROM instances ORDER BY created_at, id").all() as { id: string }[];
+    return rows.map((r) => r.id);
   }
 
   async addToken(token: TokenRecord): Promise<void> {
@@ -321,6 +330,6 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    this.db.close();
+    if (this.db.open) this.db.close();
   }
 }

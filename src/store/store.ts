@@ -17,6 +17,8 @@ export type EventType =
   | "smtp.config.added"
   | "smtp.config.changed"
   | "smtp.config.password.changed"
+  // The same password sealed again under the newest master key (`smtpgate keys`).
+  | "smtp.config.password.resealed"
   | "smtp.config.activated"
   | "smtp.config.deactivated"
   | "smtp.config.removed";
@@ -145,6 +147,8 @@ export interface MailStore {
   expireMails(createdBefore: Date, now: Date): Promise<number>;
   /** Mail counts by state. */
   countMails(): Promise<Record<string, number>>;
+  /** Creation time of the oldest mail in each state that has mails. */
+  oldestMails(): Promise<Record<string, Date>>;
   /** Calls `listener` after commits that change providers or mails; returns an unsubscribe. */
   subscribe(listener: (change: StoreChange) => void): () => void;
 }
@@ -157,6 +161,8 @@ export interface Store extends MailStore {
   addInstance(instance: Instance): Promise<void>;
   /** Number of instances; 0 means a fresh store. */
   countInstances(): Promise<number>;
+  /** Ids of every instance, oldest first (for store-wide passes such as re-sealing). */
+  listInstanceIds(): Promise<string[]>;
 
   /** Stores a token record (the hash, never the token). */
   addToken(token: TokenRecord): Promise<void>;
