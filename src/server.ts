@@ -9,15 +9,17 @@ import { HealthMonitor } from "./api/health.js";
 import { Metrics } from "./api/metrics.js";
 import { listenDual, type DualServer } from "./api/listener.js";
 import { createLogger } from "./config/logger.js";
-import { loadMasterKeys } from "./config/master-key.js";
+import { loadMasterKeys, masterKeyFile, readKeyFile } from "./config/master-key.js";
 import type { DomainDeps, Logger } from "./domain/deps.js";
 import { addInstance } from "./domain/instances.js";
 import type { MailSender } from "./domain/mail.js";
+import { defaultRateLimits, RateLimiter, type RateLimits } from "./domain/rate-limit.js";
 import { SecretBox } from "./domain/secret-box.js";
 import { createToken } from "./domain/tokens.js";
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { OutboxWorker, type WorkerOptions } from "./notify/outbox-worker.js";
+import { OutboundPolicy, type OutboundPolicyOptions } from "./notify/outbound-guard.js";
 import { NodemailerSender } from "./notify/smtp-sender.js";
 import { TransportPool } from "./notify/transport-pool.js";
 import { DomainError } from "./domain/errors.js";
@@ -38,6 +40,16 @@ export interface ServerConfig {
   readonly masterKeyEnv?: string;
   /** Extra CA bundle trusted for SMTP TLS, PEM file path. */
   readonly smtpCaFile?: string;
+  /**
+   * Outbound SMTP policy: plaintext AUTH, denied networks and (for tests) the
+   * DNS lookup; safe defaults when absent (see notify/outbound-guard.ts).
+   */
+  readonly smtpOutbound?: OutboundPolicyOptions;
+  /**
+   * Per-instance rate limits. An action left out keeps its default (see
+   * domain/rate-limit.ts); one set to undefined is not limited.
+   */
+  readonly rateLimits?: Partial<RateLimits>;
   /** Origins allowed to call from a browser (CORS); none by default. */
   readonly corsOrigins?: readonly string[];
   /** Log destination; stdout when absent (tests pass their own). */
@@ -87,21 +99,34 @@ export function masterKeysFor(config: Pick<ServerConfig, "masterKeyEnv" | "datab
 }
 
 /**
+ * How a running server re-reads the embedded key file, so it follows
+ * `smtpgate keys rotate` without a restart; undefined with
+ * SMTPGATE_MASTERKEY, which a running process cannot see change.
+ */
+function keyFileReloader(config: Pick<ServerConfig, "masterKeyEnv">, dataDir: string): (() => Buffer[]) | undefined {
+  if (config.masterKeyEnv && config.masterKeyEnv.trim() !== "") return undefined;
+  return () => readKeyFile(join(dataDir, masterKeyFile));
+}
+
+/**
  * Starts smtpgate: opens the store, bootstraps the first instance on an empty
  * store, and listens. Throws when the port is taken or the store cannot open.
  */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const log = createLogger(config.logLevel, config.logDestination);
   const dataDir = resolve(config.dataDir);
-  const secrets = new SecretBox(masterKeysFor(config, dataDir));
+  const outbound = new OutboundPolicy(config.smtpOutbound);
+  const secrets = new SecretBox(masterKeysFor(config, dataDir), { reload: keyFileReloader(config, dataDir) });
   const store = await openDataStore(dataDir, config.databaseUrl, log);
   const ca = config.smtpCaFile ? readFileSync(config.smtpCaFile) : undefined;
   const deps: DomainDeps = {
     store,
     secrets,
-    mailer: config.mailer ?? new NodemailerSender({ ca }),
+    mailer: config.mailer ?? new NodemailerSender({ ca, outbound }),
     log,
     now: () => new Date(),
+    smtpPolicy: outbound,
+    limits: new RateLimiter({ ...defaultRateLimits, ...config.rateLimits }),
   };
   await bootstrap(store, dataDir, log);
 
@@ -113,7 +138,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     const released = await store.releaseClaims("*", new Date());
     if (released > 0) log.warn({ event: "outbox.recovered", released }, "mails claimed by a previous run are queued again");
   }
-  const pool = new TransportPool({ ca });
+  const pool = new TransportPool({ ca, outbound });
   const metrics = new Metrics(store, () => pool.size);
   const worker = new OutboxWorker(
     { store, secrets, log, now: deps.now, pool, onAttempt: (outcome, replyClass) => metrics.recordAttempt({ outcome, replyClass }) },

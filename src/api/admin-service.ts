@@ -73,11 +73,11 @@ function smtpConfigHandlers(deps: DomainDeps) {
       return { details: detailsToProto(await removeProvider(deps, principalOf(ctx), req.id)) };
     },
     async testSMTPConfigById(req, ctx) {
-      await testProviderById(deps, principalOf(ctx), { id: req.id, receiverAddress: req.receiverAddress });
+      await testProviderById(deps, principalOf(ctx), { id: req.id, receiverAddress: req.receiverAddress }, ctx.signal);
       return {};
     },
     async testSMTPConfig(req, ctx) {
-      await testSettings(deps, principalOf(ctx), { ...req });
+      await testSettings(deps, principalOf(ctx), { ...req }, ctx.signal);
       return {};
     },
   } satisfies Partial<Impl>;
@@ -118,11 +118,11 @@ function emailProviderHandlers(deps: DomainDeps) {
       return { details: detailsToProto(await removeProvider(deps, principalOf(ctx), req.id)) };
     },
     async testEmailProviderSMTPById(req, ctx) {
-      await testProviderById(deps, principalOf(ctx), { id: req.id, receiverAddress: req.receiverAddress });
+      await testProviderById(deps, principalOf(ctx), { id: req.id, receiverAddress: req.receiverAddress }, ctx.signal);
       return {};
     },
     async testEmailProviderSMTP(req, ctx) {
-      await testSettings(deps, principalOf(ctx), { ...req });
+      await testSettings(deps, principalOf(ctx), { ...req }, ctx.signal);
       return {};
     },
   } satisfies Partial<Impl>;

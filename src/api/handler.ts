@@ -5,23 +5,27 @@
  */
 import { ConnectError, createConnectRouter, Code } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
-import {
-  compressionBrotli,
-  compressionGzip,
-  universalRequestFromNodeRequest,
-  universalResponseToNodeResponse,
-} from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { DomainDeps } from "../domain/deps.js";
 import { NotificationService } from "../gen/smtpgate/notify/v1/notify_pb.js";
 import { AdminService } from "../gen/zitadel/admin/v1/admin_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { createAdminService } from "./admin-service.js";
+import { createHealthService, serveHealthz, type HealthMonitor } from "./health.js";
+import type { Metrics } from "./metrics.js";
+import { createReflectionV1, createReflectionV1alpha, DescriptorIndex } from "./reflection.js";
 import { createAuthGate } from "./auth-gate.js";
 import { applyCors } from "./cors.js";
 import { errorMapper } from "./error-mapper.js";
 import { withSpecGrpcMessage } from "./grpc-message.js";
+import { withCheckedFraming } from "./grpc-framing.js";
+import { withCheckedBody } from "./request-body.js";
+import { bridgeNodeCall } from "./node-bridge.js";
 import type { RequestHandler } from "./listener.js";
 import { createNotificationService } from "./notification-service.js";
-import { requestLogger } from "./request-log.js";
+import { requestLogger, type Telemetry } from "./request-log.js";
 import { restRoutesOf } from "./rest/http-rules.js";
 import { RestTranscoder } from "./rest/transcoder.js";
 
@@ -52,20 +56,35 @@ const restPrefixes = [
 export interface HandlerOptions {
   /** Origins allowed to call from a browser; "*" for any. */
   readonly corsOrigins?: readonly string[];
+  /** Answers grpc.health.v1 and GET /healthz. */
+  readonly health: HealthMonitor;
+  /** Serves GET /metrics and counts requests. */
+  readonly metrics?: Metrics;
 }
 
+/** Services offered besides ours. */
+const infrastructure = [Health, ReflectionV1, ReflectionV1alpha];
+
+/** Full names of every service served, for health checks by service name. */
+export const servedServiceNames = [AdminService, NotificationService, ...infrastructure].map((s) => s.typeName);
+
 /** Builds the request handler for all services and protocols. */
-export function createHandler(deps: DomainDeps, options: HandlerOptions = {}): RequestHandler {
+export function createHandler(deps: DomainDeps, options: HandlerOptions): RequestHandler {
+  const telemetry = { log: deps.log, metrics: options.metrics };
   const router = createConnectRouter({
     readMaxBytes,
     maxTimeoutMs,
     acceptCompression: [compressionGzip, compressionBrotli],
     // First is outermost: the logger sees the error the mapper produced.
-    interceptors: [requestLogger(deps.log), errorMapper(deps.log)],
-    requestGate: createAuthGate(deps.store, deps.log),
+    interceptors: [requestLogger(telemetry), errorMapper(deps.log)],
+    requestGate: createAuthGate(deps.store, telemetry),
   });
   router.service(AdminService, createAdminService(deps));
   router.service(NotificationService, createNotificationService(deps), { readMaxBytes: mailReadMaxBytes });
+  const index = new DescriptorIndex([AdminService, NotificationService, ...infrastructure]);
+  router.service(Health, createHealthService(options.health));
+  router.service(ReflectionV1, createReflectionV1(index));
+  router.service(ReflectionV1alpha, createReflectionV1alpha(index));
 
   const byPath = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, h]));
   const routes = restPrefixes.flatMap(({ service, prefix }) => restRoutesOf(service, prefix));
@@ -76,9 +95,15 @@ export function createHandler(deps: DomainDeps, options: HandlerOptions = {}): R
     if (applyCors(origins, req, res)) return;
     const path = (req.url ?? "").split("?", 1)[0];
     const rpc = byPath.get(path);
-    if (rpc) {
-      serveRpc(rpc, req, res, deps);
-    } else if (rest.handles(path) || path.startsWith("/admin/v1/")) {
+    if (req.method === "GET" && path === "/healthz") {
+      void serveHealthz(options.health, res);
+    } else if (req.method === "GET" && path === "/metrics" && options.metrics) {
+      void options.metrics.serve(res);
+    } else if (rpc) {
+      serveRpc(rpc, req, res, telemetry);
+    } else if (rest.handles(path) || path.startsWith("/admin/v1/") || path.startsWith("/notify/v1/")) {
+      // Under the REST prefixes even a path no route matches (say, one with
+      // a broken %-escape) gets grpc-gateway's JSON error, not plain text.
       void rest.serve(req, res);
     } else {
       res.writeHead(404, { "content-type": "text/plain" });
@@ -87,12 +112,15 @@ export function createHandler(deps: DomainDeps, options: HandlerOptions = {}): R
   });
 }
 
-function serveRpc(rpc: UniversalHandler, req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1], deps: DomainDeps): void {
-  rpc(universalRequestFromNodeRequest(req, res, undefined, undefined))
-    .then((uRes) => universalResponseToNodeResponse(uRes, res))
+function serveRpc(rpc: UniversalHandler, req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1], telemetry: Telemetry): void {
+  // Unary calls skip connect-node's general stream adapter; node-bridge.ts says why.
+  const bridge = bridgeNodeCall(rpc.method, req, res);
+  // Frames first: a body that is not one message frame never reaches the message check.
+  rpc(withCheckedFraming(withCheckedBody(bridge.request, rpc.method, telemetry), rpc.method, telemetry))
+    .then((uRes) => bridge.respond(uRes))
     .catch((reason: unknown) => {
       // Aborted: the client went away mid-response; nothing to report.
       if (ConnectError.from(reason).code === Code.Aborted) return;
-      deps.log.error({ event: "rpc.write_failed", method: rpc.method.name, err: String(reason) }, "writing a response failed");
+      telemetry.log.error({ event: "rpc.write_failed", method: rpc.method.name, err: String(reason) }, "writing a response failed");
     });
 }

@@ -1,14 +1,32 @@
 /**
- * Where the master keys that seal SMTP passwords come from.
+ * Where the master keys that seal SMTP passwords come from, and how they are
+ * rotated.
  *
  * SMTPGATE_MASTERKEY holds one or more comma-separated 32-byte keys, each as
- * 64 hex digits or base64; the first seals, all open (for rotation). Without
- * it, the embedded default keeps one generated key in <data-dir>/masterkey
- * (mode 0600), made on first start.
+ * 64 hex digits or base64; the first seals, all open. Without it, the
+ * embedded default keeps its keys in <data-dir>/masterkey (mode 0600), one
+ * per line, the first sealing; the first start writes one generated key.
+ *
+ * Rotating the embedded key: `smtpgate keys rotate` puts a new key on the
+ * first line (the old ones stay below it, so existing values still open),
+ * then re-seals every stored password under it. A running server follows
+ * without a restart: it re-reads the file before sealing, and when it meets
+ * a key id it does not know (see SecretBox's reload option).
+ *
+ * Rotating SMTPGATE_MASTERKEY: a process cannot see its environment change,
+ * so the operator restarts with the new key in front, "new,old", and then
+ * runs `smtpgate keys reseal` with the same value. With several replicas,
+ * first give every replica "old,new" (all can open both, all still seal
+ * under old), then "new,old" everywhere, then reseal: at no point does a
+ * replica meet a value it cannot open. Once the reseal reports no value
+ * under the old key, it may be dropped from the list.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+
+/** Name of the embedded key file in the data directory. */
+export const masterKeyFile = "masterkey";
 
 /** Decodes one key; throws Error with a clear message when it is not 32 bytes. */
 export function decodeMasterKey(text: string): Buffer {
@@ -29,7 +47,7 @@ export function loadMasterKeys(envValue: string | undefined, dataDir: string, cr
   if (envValue && envValue.trim() !== "") {
     return envValue.split(",").map(decodeMasterKey);
   }
-  const file = join(dataDir, "masterkey");
+  const file = join(dataDir, masterKeyFile);
   if (!existsSync(file)) {
     if (!create) throw new Error(`no master key: set SMTPGATE_MASTERKEY or start the server once to create ${file}`);
     try {
@@ -39,5 +57,31 @@ export function loadMasterKeys(envValue: string | undefined, dataDir: string, cr
       if ((err as { code?: string }).code !== "EEXIST") throw err;
     }
   }
-  return [decodeMasterKey(readFileSync(file, "utf8"))];
+  return readKeyFile(file);
+}
+
+/**
+ * The keys of a key file: one per line, blank lines and "#" comments
+ * ignored. Throws Error when a line is not a key or there is none.
+ */
+export function readKeyFile(file: string): Buffer[] {
+  const lines = readFileSync(file, "utf8").split("\n").map((line) => line.trim());
+  const keys = lines.filter((line) => line !== "" && !line.startsWith("#")).map(decodeMasterKey);
+  if (keys.length === 0) throw new Error(`${file} holds no master key`);
+  return keys;
+}
+
+/**
+ * Puts a newly generated key in front of the embedded key file, keeping the
+ * old keys after it. The file is replaced in one rename, so a reader sees
+ * the old list or the new one, never half of it. Returns the new key list.
+ * Throws Error when the file is missing or unreadable.
+ */
+export function rotateKeyFile(dataDir: string): Buffer[] {
+  const file = join(dataDir, masterKeyFile);
+  const keys = [randomBytes(32), ...readKeyFile(file)];
+  const staging = `${file}.${process.pid}.new`;
+  writeFileSync(staging, keys.map((key) => key.toString("base64")).join("\n") + "\n", { mode: 0o600, flag: "wx" });
+  renameSync(staging, file);
+  return keys;
 }

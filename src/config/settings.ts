@@ -45,6 +45,10 @@ export const serveSpecs: readonly SettingSpec[] = [
   { flag: "log-level", env: "SMTPGATE_LOG_LEVEL", kind: "string", default: "info", help: "debug, info, warn or error" },
   { flag: "cors-origin", env: "SMTPGATE_CORS_ORIGIN", kind: "list", help: "browser origin allowed to call the API, e.g. https://console.example.com (repeatable; env: comma-separated; none: same origin only)" },
   { flag: "smtp-ca-file", env: "SMTPGATE_SMTP_CA_FILE", kind: "string", help: "PEM bundle of extra CAs trusted for SMTP TLS (system roots stay trusted)" },
+  { flag: "smtp-allow-plaintext-auth", env: "SMTPGATE_SMTP_ALLOW_PLAINTEXT_AUTH", kind: "boolean", help: "allow sending SMTP passwords over unencrypted connections (tls=false) to hosts that are not loopback; off by default, and then such settings are refused when saved and when sending" },
+  { flag: "smtp-deny-network", env: "SMTPGATE_SMTP_DENY_NETWORK", kind: "list", help: "network (CIDR or address) SMTP hosts may not resolve to, checked on every connection, on top of the always-denied link-local and cloud metadata addresses, e.g. 10.0.0.0/8 (repeatable; env: comma-separated)" },
+  { flag: "test-mail-rate", env: "SMTPGATE_TEST_MAIL_RATE", kind: "string", default: "10", help: "test mails per minute per instance, also the burst; 0 for no limit" },
+  { flag: "send-rate", env: "SMTPGATE_SEND_RATE", kind: "string", default: "100", help: "SendMail calls per second per instance, also the burst; 0 for no limit" },
 ];
 
 /** Parsed values by flag name. */
@@ -98,4 +102,13 @@ export function parsePort(text: string): number {
 export function parseLogLevel(text: string): "debug" | "info" | "warn" | "error" {
   if (text === "debug" || text === "info" || text === "warn" || text === "error") return text;
   throw new UsageError(`--log-level must be debug, info, warn or error, got ${JSON.stringify(text)}`);
+}
+
+/** A rate (calls per time unit) from text. Throws UsageError unless a number >= 0. */
+export function parseRate(flag: string, text: string): number {
+  const rate = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !Number.isFinite(rate)) {
+    throw new UsageError(`--${flag} must be a number of calls, 0 for no limit, got ${JSON.stringify(text)}`);
+  }
+  return rate;
 }

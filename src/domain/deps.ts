@@ -4,7 +4,9 @@
  */
 import type { Store } from "../store/store.js";
 import type { MailSender } from "./mail.js";
+import type { RateLimiter } from "./rate-limit.js";
 import type { SecretBox } from "./secret-box.js";
+import type { PlaintextAuthPolicy } from "./smtp-policy.js";
 
 /** Minimal structured logger; pino satisfies it. */
 export interface Logger {
@@ -22,6 +24,10 @@ export interface DomainDeps {
   readonly log: Logger;
   /** Current time; replaceable in tests. */
   readonly now: () => Date;
+  /** Where passwords may be sent unencrypted; defaultPlaintextAuthPolicy when absent. */
+  readonly smtpPolicy?: PlaintextAuthPolicy;
+  /** Per-instance limits on test mails and sends; unlimited when absent. */
+  readonly limits?: RateLimiter;
 }
 
 /** Metadata of a stored object, from its events (ZITADEL's ObjectDetails). */

@@ -11,6 +11,8 @@ export type ErrorKind =
   | "not_found"
   | "invalid"
   | "failed_precondition"
+  // A per-instance rate limit was hit; the caller may retry later.
+  | "resource_exhausted"
   | "unavailable"
   | "unimplemented"
   | "internal";

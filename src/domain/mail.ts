@@ -84,7 +84,8 @@ export class SmtpSendError extends DomainError {
 export interface MailSender {
   /**
    * Sends one mail with the given settings on a fresh connection.
-   * Throws SmtpSendError; never retries by itself.
+   * Throws SmtpSendError; never retries by itself. `signal` ends the SMTP
+   * session early, e.g. when the caller's deadline passed.
    */
-  send(settings: SmtpSettings, mail: OutgoingMail): Promise<SendResult>;
+  send(settings: SmtpSettings, mail: OutgoingMail, signal?: AbortSignal): Promise<SendResult>;
 }

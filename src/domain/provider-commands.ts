@@ -15,6 +15,7 @@ import { newObjectId } from "./ids.js";
 import { settingNames, type ProviderSettings, type SmtpProvider } from "./provider.js";
 import { checkLength, limits } from "./validate.js";
 import { checkPassword, checkSettings } from "./provider-input.js";
+import { checkPasswordStaysWithLogin, checkPlaintextAuth, defaultPlaintextAuthPolicy } from "./smtp-policy.js";
 import { writeProviders, type Decision } from "./write-providers.js";
 import type { NewEvent, ProviderSnapshot } from "../store/store.js";
 
@@ -48,6 +49,7 @@ export async function addProvider(
   requirePermission(principal, "iam.write");
   checkSettings(input);
   checkPassword(input.password);
+  checkPlaintextAuth(deps.smtpPolicy ?? defaultPlaintextAuthPolicy, { ...input, hasPassword: input.password !== "" });
 
   const id = newObjectId();
   const details = await writeProviders(deps, principal, (_snapshot, now) => {
@@ -71,6 +73,9 @@ export async function addProvider(
 
 /**
  * Changes a provider's settings, and its password when one is given.
+ * Without a new password the stored one is kept, which is refused when the
+ * host or user changes (SMTP-upd01, see smtp-policy.ts), and so is a result
+ * that would send a password unencrypted (SMTP-plain01).
  * Throws forbidden, invalid or not_found.
  */
 export async function updateProvider(
@@ -85,6 +90,9 @@ export async function updateProvider(
 
   const details = await writeProviders(deps, principal, (snapshot) => {
     const current = findIn(snapshot, input.id);
+    if (input.password === "") checkPasswordStaysWithLogin(current, input);
+    const hasPassword = input.password !== "" || current.sealedPassword !== "";
+    checkPlaintextAuth(deps.smtpPolicy ?? defaultPlaintextAuthPolicy, { ...input, hasPassword });
     const changed = changedSettings(current, input);
     const events: NewEvent[] = [];
     let next: SmtpProvider = { ...current, ...changed };
@@ -105,6 +113,14 @@ export async function updateProvider(
  * Replaces the password a provider logs in with; "" clears it. An empty id
  * means the active provider. The new password is what the next mail uses.
  * Throws forbidden, invalid or not_found (also when no provider is active).
+ *
+ * Deliberately not checked against the plaintext-AUTH rule: this call only
+ * replaces the secret, while where it may go is decided by add and update.
+ * A password set on a provider with tls=false and a remote host is stored
+ * but never sent: src/notify refuses that connection (SMTP-plain02), so the
+ * error shows up at the first test or send. Refusing it here would break
+ * password rotation of providers saved before the rule, or while the
+ * operator allowed plaintext AUTH.
  */
 export async function changeSmtpPassword(
   deps: DomainDeps,

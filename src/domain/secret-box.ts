@@ -13,6 +13,9 @@ import { DomainError } from "./errors.js";
 
 const version = "v1";
 const ivBytes = 12;
+// Fixed, and given to the decipher: without authTagLength, Node accepts a
+// tag cut down to 4 bytes, so a truncated (or forged short) tag would pass.
+const tagBytes = 16;
 
 /** Who a sealed value belongs to; becomes the GCM associated data. */
 export interface SealOwner {
@@ -29,22 +32,76 @@ function associatedData(owner: SealOwner): Buffer {
   return Buffer.from(`smtpgate/smtp-password/${owner.instanceId}/${owner.providerId}`);
 }
 
+/** Options of a SecretBox. */
+export interface SecretBoxOptions {
+  /**
+   * Reads the key list again, first key sealing. Given for the embedded key
+   * file, so that a running server follows `smtpgate keys rotate` without a
+   * restart: it seals under the newest key at once, and opens values sealed
+   * under a key it learned after it started. Absent with SMTPGATE_MASTERKEY,
+   * which cannot change under a running process (see src/config/master-key.ts
+   * for the order of steps there).
+   */
+  readonly reload?: () => readonly Buffer[];
+}
+
+/** The key id a sealed value names, or undefined for "" and malformed values. */
+export function sealedKeyId(sealed: string): string | undefined {
+  const parts = sealed.split(".");
+  return parts.length === 5 && parts[0] === version && parts[1] !== "" ? parts[1] : undefined;
+}
+
+// Unknown key ids that already caused a reload are remembered, so a value
+// naming a key that does not exist (tampered, or from another deployment)
+// costs one reload, not one per attempt. Bounded; cleared when full.
+const maxMissedIds = 1000;
+
 /** Seals and opens secrets under a set of master keys, sealing with the first. */
 export class SecretBox {
   private readonly keys = new Map<string, Buffer>();
-  private readonly primaryId: string;
+  private primaryId = "";
+  private readonly reload: (() => readonly Buffer[]) | undefined;
+  private readonly missedIds = new Set<string>();
 
   /**
    * `keys[0]` seals; all of them open. Each key must be 32 bytes.
    * Throws Error when the list is empty or a key has the wrong length.
    */
-  constructor(keys: readonly Buffer[]) {
+  constructor(keys: readonly Buffer[], options: SecretBoxOptions = {}) {
+    this.useKeys(keys);
+    this.reload = options.reload;
+  }
+
+  /** Replaces the key set, after checking every key; throws Error like the constructor. */
+  private useKeys(keys: readonly Buffer[]): void {
     if (keys.length === 0) throw new Error("at least one master key is required");
     for (const key of keys) {
       if (key.length !== 32) throw new Error("a master key must be 32 bytes");
-      this.keys.set(keyIdOf(key), key);
     }
+    this.keys.clear();
+    for (const key of keys) this.keys.set(keyIdOf(key), key);
     this.primaryId = keyIdOf(keys[0]);
+  }
+
+  /** Reads the key source again; keeps the current keys when it fails. */
+  private reloadKeys(): void {
+    if (!this.reload) return;
+    try {
+      this.useKeys(this.reload());
+    } catch {
+      // A key file being edited by hand may be briefly unreadable; the keys
+      // we have stay valid, and a value under an unknown key fails closed.
+    }
+  }
+
+  /** The key for `keyId`, reloading the key source once for an id never seen. */
+  private keyFor(keyId: string): Buffer | undefined {
+    const known = this.keys.get(keyId);
+    if (known || !this.reload || keyId === "" || this.missedIds.has(keyId)) return known;
+    if (this.missedIds.size >= maxMissedIds) this.missedIds.clear();
+    this.missedIds.add(keyId);
+    this.reloadKeys();
+    return this.keys.get(keyId);
   }
 
   /** Id of the key new values are sealed under. */
@@ -52,11 +109,15 @@ export class SecretBox {
     return this.primaryId;
   }
 
-  /** Seals `plaintext` for `owner`. The empty string stays empty (no secret). */
+  /**
+   * Seals `plaintext` for `owner` under the newest key; with a key source
+   * to reload, that source is read first. The empty string stays empty.
+   */
   seal(plaintext: string, owner: SealOwner): string {
     if (plaintext === "") return "";
+    this.reloadKeys();
     const iv = randomBytes(ivBytes);
-    const cipher = createCipheriv("aes-256-gcm", this.keys.get(this.primaryId)!, iv);
+    const cipher = createCipheriv("aes-256-gcm", this.keys.get(this.primaryId)!, iv, { authTagLength: tagBytes });
     cipher.setAAD(associatedData(owner));
     const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
     const parts = [iv, body, cipher.getAuthTag()].map((b) => b.toString("base64url"));
@@ -70,13 +131,14 @@ export class SecretBox {
    */
   open(sealed: string, owner: SealOwner): string {
     if (sealed === "") return "";
-    const [ver, keyId, iv, body, tag] = sealed.split(".");
-    const key = this.keys.get(keyId ?? "");
-    if (ver !== version || !key || !iv || body === undefined || !tag) {
+    const parts = sealed.split(".");
+    const [ver, keyId, iv, body, tag] = parts;
+    const key = this.keyFor(keyId ?? "");
+    if (parts.length !== 5 || ver !== version || !key || !iv || !tag) {
       throw new DomainError("internal", "CRYPTO-key01", "stored password cannot be opened with the configured master keys");
     }
     try {
-      const decipher = createDecipheriv("aes-256-gcm", key, Buffer.from(iv, "base64url"));
+      const decipher = createDecipheriv("aes-256-gcm", key, Buffer.from(iv, "base64url"), { authTagLength: tagBytes });
       decipher.setAAD(associatedData(owner));
       decipher.setAuthTag(Buffer.from(tag, "base64url"));
       const plain = Buffer.concat([decipher.update(Buffer.from(body, "base64url")), decipher.final()]);

@@ -33,7 +33,8 @@ export interface MailRequest {
 /**
  * Validates and queues a mail. Resolves once it is durably stored; with a
  * known idempotency key, resolves to the first mail and `created: false`.
- * Throws forbidden or invalid.
+ * Throws forbidden, invalid, or resource_exhausted when the instance is over
+ * its send rate (a repeated idempotent call counts too).
  */
 export async function sendMail(
   deps: DomainDeps,
@@ -43,6 +44,7 @@ export async function sendMail(
 ): Promise<{ mail: OutboxMail; created: boolean }> {
   requirePermission(principal, "notify.send");
   checkMail(input);
+  deps.limits?.take("send_mail", principal.instanceId);
 
   const id = newObjectId();
   const now = deps.now();

@@ -11,6 +11,7 @@ import { checkLength, checkAddress, checkHeaderSafe, checkHostPort, limits } fro
 import { notFound } from "./provider-commands.js";
 import { checkPassword } from "./provider-input.js";
 import type { SmtpProvider } from "./provider.js";
+import { checkPlaintextAuth, defaultPlaintextAuthPolicy } from "./smtp-policy.js";
 
 const subject = "Test mail from smtpgate";
 const body = "This is a test mail. Your SMTP settings work: the server accepted it.";
@@ -30,33 +31,39 @@ export interface TestSettings {
 
 /**
  * Sends a test mail through stored provider `id`, active or not, logging in
- * with its current password. Throws forbidden, invalid, not_found, or the
- * SmtpSendError that says what the server answered.
+ * with its current password. Throws forbidden, invalid, not_found,
+ * resource_exhausted (the instance's test-mail limit), or the SmtpSendError
+ * that says what the server answered. A stored provider that breaks the
+ * outbound policy is refused by src/notify before it connects.
  */
 export async function testProviderById(
   deps: DomainDeps,
   principal: Principal,
   input: { id: string; receiverAddress: string },
+  signal?: AbortSignal,
 ): Promise<void> {
   requirePermission(principal, "iam.write");
   checkLength("id", input.id, limits.id);
   checkReceiver(input.receiverAddress);
+  deps.limits?.take("test_mail", principal.instanceId);
 
   const provider = await deps.store.findProvider(principal.instanceId, input.id);
   if (!provider) throw notFound();
   const settings = { host: provider.host, tls: provider.tls, user: provider.user, password: openPassword(deps, provider) };
-  await sendTest(deps, principal, settings, provider, input.receiverAddress);
+  await sendTest(deps, principal, settings, provider, input.receiverAddress, signal);
 }
 
 /**
  * Sends a test mail with typed settings. Without a password but with an id,
  * the stored password is reused only if host and user equal the stored ones:
- * a stored password is never sent to a host the caller just typed.
- * Throws forbidden, invalid, not_found, or SmtpSendError.
+ * a stored password is never sent to a host the caller just typed. A
+ * password is never sent unencrypted to a remote host (SMTP-plain01).
+ * Throws forbidden, invalid, not_found, resource_exhausted, or SmtpSendError.
  */
-export async function testSettings(deps: DomainDeps, principal: Principal, input: TestSettings): Promise<void> {
+export async function testSettings(deps: DomainDeps, principal: Principal, input: TestSettings, signal?: AbortSignal): Promise<void> {
   requirePermission(principal, "iam.write");
   checkTestInput(input);
+  deps.limits?.take("test_mail", principal.instanceId);
 
   let password = input.password;
   if (password === "" && input.id !== "") {
@@ -71,8 +78,9 @@ export async function testSettings(deps: DomainDeps, principal: Principal, input
     }
     password = openPassword(deps, stored);
   }
+  checkPlaintextAuth(deps.smtpPolicy ?? defaultPlaintextAuthPolicy, { ...input, hasPassword: password !== "" });
   const settings = { host: input.host, tls: input.tls, user: input.user, password };
-  await sendTest(deps, principal, settings, input, input.receiverAddress);
+  await sendTest(deps, principal, settings, input, input.receiverAddress, signal);
 }
 
 function checkTestInput(input: TestSettings): void {
@@ -104,6 +112,7 @@ async function sendTest(
   settings: SmtpSettings,
   sender: { senderAddress: string; senderName: string; replyToAddress?: string },
   receiver: string,
+  signal: AbortSignal | undefined,
 ): Promise<void> {
   const started = Date.now();
   try {
@@ -114,7 +123,7 @@ async function sendTest(
       to: [receiver],
       subject,
       text: body,
-    });
+    }, signal);
   } catch (err) {
     const reason = (err as { reason?: string }).reason;
     deps.log.warn({ event: "smtp.test_failed", instanceId: principal.instanceId, host: settings.host, reason, durationMs: Date.now() - started }, "test mail not sent");

@@ -32,6 +32,9 @@ export interface WorkerOptions {
 /** A provider's pooled transport unused this long is closed, ms. */
 const idleTransportMs = 60_000;
 
+/** How long stop waits for attempts to end after closing their connections, ms. */
+const settleAfterCloseMs = 1000;
+
 type Deps = Pick<DomainDeps, "store" | "secrets" | "log" | "now"> & {
   readonly pool: TransportPool;
   /** Called after every attempt, e.g. to count outcomes in metrics. */
@@ -108,18 +111,44 @@ export class OutboxWorker {
 
     const free = this.opts.concurrency - this.inFlight.size;
     if (free <= 0 || this.stopped) return;
-    const full = [...this.perInstanceCount].filter(([, n]) => n >= this.opts.perInstance).map(([id]) => id);
-    const mails = await this.store.claimMails({
-      workerId: this.opts.workerId,
-      now,
-      leaseMs: this.opts.leaseMs,
-      limit: free,
-      perInstanceLimit: this.opts.perInstance,
-      skipInstances: full,
-    });
-    for (const mail of mails) this.launch(mail);
+    const launched = await this.claimWithinLimits(now, free);
     // A full batch means more may be due right away.
-    if (mails.length === free) this.tickAgain = true;
+    if (launched === free) this.tickAgain = true;
+  }
+
+  /**
+   * Claims and launches up to `free` due mails, never letting an instance
+   * have more than perInstance in flight. A claim applies one per-instance
+   * limit to every instance it takes from, so instances are claimed for in
+   * rounds by what is left of their limit: the whole of it for instances
+   * with nothing in flight, then each smaller remainder, every round
+   * skipping the busy instances with a different remainder. One claim for
+   * all would let an instance with k in flight take perInstance more.
+   * Returns how many mails were launched.
+   */
+  private async claimWithinLimits(now: Date, free: number): Promise<number> {
+    let launched = 0;
+    for (const budget of this.remainingBudgets()) {
+      if (launched >= free || this.stopped) break;
+      const skip = [...this.perInstanceCount].filter(([, n]) => this.opts.perInstance - n !== budget).map(([id]) => id);
+      const mails = await this.store.claimMails({
+        workerId: this.opts.workerId,
+        now,
+        leaseMs: this.opts.leaseMs,
+        limit: free - launched,
+        perInstanceLimit: budget,
+        skipInstances: skip,
+      });
+      for (const mail of mails) this.launch(mail);
+      launched += mails.length;
+    }
+    return launched;
+  }
+
+  /** The distinct amounts left of the per-instance limit, largest (an idle instance's) first. */
+  private remainingBudgets(): number[] {
+    const left = [...this.perInstanceCount.values()].map((n) => this.opts.perInstance - n).filter((r) => r > 0);
+    return [...new Set([this.opts.perInstance, ...left])].sort((x, y) => y - x);
   }
 
   private launch(mail: OutboxMail): void {
@@ -145,9 +174,35 @@ export class OutboxWorker {
       this.log.error({ event: "mail.attempt_error", mailId: mail.id, err: (err as Error).message }, "mail attempt failed unexpectedly");
       outcome = { kind: "retry", lastError: "internal error", at: new Date(this.deps.now().getTime() + this.opts.policy.baseDelayMs) };
     }
-    const held = await this.store.completeMail(mail.id, this.opts.workerId, outcome, this.deps.now());
+    const held = await this.record(mail, outcome);
     this.logOutcome(mail, outcome, held, performance.now() - started);
     this.deps.onAttempt?.(outcome.kind, outcome.kind === "sent" ? "2xx" : replyClass);
+  }
+
+  /**
+   * Records an attempt's outcome; false when the claim was lost. While the
+   * store is unavailable (a database restart) it tries again, for as long
+   * as the claim holds: giving up means the mail goes out once more after
+   * its lease. Never rejects: a rejection here would go unhandled and end
+   * the process.
+   */
+  private async record(mail: OutboxMail, outcome: AttemptOutcome): Promise<boolean> {
+    const deadline = performance.now() + this.opts.leaseMs;
+    for (let delayMs = 100; ; delayMs = Math.min(delayMs * 2, 2000)) {
+      try {
+        return await this.store.completeMail(mail.id, this.opts.workerId, outcome, this.deps.now());
+      } catch (err) {
+        const retryable = err instanceof DomainError && err.kind === "unavailable" && !this.stopped;
+        if (!retryable || performance.now() + delayMs > deadline) {
+          this.log.error(
+            { event: "mail.outcome_unrecorded", mailId: mail.id, outcome: outcome.kind, err: (err as Error).message },
+            "attempt outcome not recorded; the mail is tried again when its claim expires",
+          );
+          return false;
+        }
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
   }
 
   private async sendOnce(mail: OutboxMail, onReply: (code: number | undefined) => void): Promise<AttemptOutcome> {
@@ -176,9 +231,10 @@ export class OutboxWorker {
     if (err instanceof SmtpSendError) {
       return outcomeOfFailure(this.opts.policy, mail, { reason: err.reason, message: err.message }, provider, this.deps.now());
     }
-    if (err instanceof DomainError && err.kind === "invalid") {
-      // The provider's settings cannot make a valid mail (e.g. a bad host);
-      // a settings change wakes it.
+    if (err instanceof DomainError && (err.kind === "invalid" || err.kind === "failed_precondition")) {
+      // The provider's settings cannot make a valid mail (e.g. a bad host),
+      // or the outbound policy refuses where they point (a denied address, a
+      // password over a plain connection); a settings change wakes it.
       return waitOn(provider, err.message);
     }
     throw err;
@@ -217,6 +273,11 @@ export class OutboxWorker {
       return 0;
     });
     this.deps.pool.closeAll();
+    // The forced close fails the sends still hanging at once; let those
+    // attempts end while the store is open. Their claims were released, so
+    // they record nothing.
+    const settled = new Promise((resolve) => setTimeout(resolve, settleAfterCloseMs).unref());
+    await Promise.race([Promise.allSettled(this.inFlight.values()), settled]);
     this.log.info({ event: "outbox.stopped", released }, "outbox worker stopped");
   }
 }

@@ -14,9 +14,9 @@ import type {
   MailSender,
   OutgoingMail,
   SendResult,
-  SmtpSendError,
   SmtpSettings,
 } from "../domain/mail.js";
+import { OutboundPolicy } from "./outbound-guard.js";
 import { AuthNotOfferedError, isPlaintextAnswerToTls, toSmtpSendError } from "./smtp-errors.js";
 
 /** Certificates in PEM, as node:tls accepts them. */
@@ -32,6 +32,11 @@ export interface NodemailerSenderOptions {
   readonly socketTimeoutMs?: number;
   /** Name the client gives in EHLO; default os.hostname(). */
   readonly name?: string;
+  /**
+   * Which addresses may be reached, and whether a password may travel
+   * unencrypted; default: the safe defaults of OutboundPolicy.
+   */
+  readonly outbound?: OutboundPolicy;
 }
 
 /** An SMTP server address split into its parts; `host` has no brackets. */
@@ -49,6 +54,7 @@ export interface ConnectionOptions {
   readonly connectionTimeoutMs: number;
   readonly socketTimeoutMs: number;
   readonly name: string;
+  readonly outbound: OutboundPolicy;
 }
 
 /**
@@ -62,12 +68,15 @@ export function connectionOptions(options: NodemailerSenderOptions): ConnectionO
     connectionTimeoutMs: options.connectionTimeoutMs ?? 10_000,
     socketTimeoutMs: options.socketTimeoutMs ?? 30_000,
     name: options.name ?? hostname(),
+    outbound: options.outbound ?? new OutboundPolicy(),
   };
 }
 
 /**
  * nodemailer transport options for one provider and TLS mode: certificates
- * verified, AUTH PLAIN or LOGIN whenever a user or password is set.
+ * verified, AUTH PLAIN or LOGIN whenever a user or password is set, and
+ * every connection opened by the outbound policy (see outbound-guard.ts),
+ * never by nodemailer's own lookup.
  */
 export function buildTransportOptions(
   target: HostPort,
@@ -95,6 +104,15 @@ export function buildTransportOptions(
     forceAuth: wantsLogin,
     auth: wantsLogin ? { user: settings.user, pass: settings.password, method: loginMethod } : undefined,
     customAuth: wantsLogin ? { [loginMethod]: createLoginHandler(settings.user, settings.password) } : undefined,
+    getSocket: connection.outbound.socketFor({
+      hostPort: settings.host,
+      host: target.host,
+      port: target.port,
+      mode,
+      carriesPassword: settings.password !== "",
+      ca: connection.ca,
+      timeoutMs: connection.connectionTimeoutMs,
+    }),
   };
 }
 
@@ -143,16 +161,17 @@ export class NodemailerSender implements MailSender {
   /**
    * Sends one mail. Throws DomainError "invalid" for a bad host (SMTP-host01),
    * a header field with CR or LF (SMTP-hdr01) or no recipient (SMTP-rcpt01)
-   * before connecting, and
+   * before connecting, DomainError "failed_precondition" when the outbound
+   * policy refuses the connection (SMTP-deny01, SMTP-plain02), and
    * SmtpSendError for anything that goes wrong on the wire. Never retries,
    * except for the one STARTTLS fallback described on the class.
    */
-  async send(settings: SmtpSettings, mail: OutgoingMail): Promise<SendResult> {
+  async send(settings: SmtpSettings, mail: OutgoingMail, signal?: AbortSignal): Promise<SendResult> {
     assertHeadersSafe(mail);
     const target = parseHostPort(settings.host);
     const mode: TlsMode = settings.tls ? "implicit" : "plain";
     try {
-      return await this.sendOnce(target, settings, mail, mode);
+      return await this.sendOnce(target, settings, mail, mode, signal);
     } catch (err) {
       if (mode !== "implicit" || !isPlaintextAnswerToTls(err)) {
         throw this.toSendError(err, settings, false);
@@ -161,7 +180,7 @@ export class NodemailerSender implements MailSender {
     // The server greeted in plaintext, so the handshake never started and nothing
     // was sent: trying again with STARTTLS cannot deliver the mail twice.
     try {
-      return await this.sendOnce(target, settings, mail, "starttls");
+      return await this.sendOnce(target, settings, mail, "starttls", signal);
     } catch (err) {
       throw this.toSendError(err, settings, true);
     }
@@ -172,10 +191,12 @@ export class NodemailerSender implements MailSender {
     settings: SmtpSettings,
     mail: OutgoingMail,
     mode: TlsMode,
+    signal: AbortSignal | undefined,
   ): Promise<SendResult> {
     const transport = nodemailer.createTransport(this.transportOptions(target, settings, mode));
     try {
-      const info = await transport.sendMail(toMailOptions(mail));
+      // nodemailer reads `signal` from the message options; its types do not list it.
+      const info = await transport.sendMail({ ...toMailOptions(mail), signal } as ReturnType<typeof toMailOptions>);
       // Known gap: when the server refuses some but not all recipients, nodemailer
       // delivers to the others and succeeds, and SendResult has no field for the
       // refused ones, so they go unreported. Notifications have one recipient, so
@@ -194,7 +215,9 @@ export class NodemailerSender implements MailSender {
     return buildTransportOptions(target, settings, mode, this.connection);
   }
 
-  private toSendError(err: unknown, settings: SmtpSettings, fellBack: boolean): SmtpSendError {
+  private toSendError(err: unknown, settings: SmtpSettings, fellBack: boolean): DomainError {
+    // A refusal of the outbound policy is already ours, and already clear.
+    if (err instanceof DomainError) return err;
     return toSmtpSendError(err, {
       server: settings.host,
       password: settings.password,

@@ -6,7 +6,8 @@
  * credentials and none in flight is cut off.
  */
 import nodemailer, { type Transporter } from "nodemailer";
-import type { OutgoingMail, SendResult, SmtpSendError, SmtpSettings } from "../domain/mail.js";
+import { DomainError } from "../domain/errors.js";
+import type { OutgoingMail, SendResult, SmtpSettings } from "../domain/mail.js";
 import { isPlaintextAnswerToTls, toSmtpSendError } from "./smtp-errors.js";
 import {
   assertHeadersSafe,
@@ -50,6 +51,8 @@ export interface TransportPoolOptions extends NodemailerSenderOptions {
 /** Keeps one pooled transport per provider version. */
 export class TransportPool {
   private readonly entries = new Map<string, Entry>();
+  /** Retired entries whose last sends are still running; closeAll must reach them too. */
+  private readonly draining = new Set<Entry>();
   private readonly connection: ConnectionOptions;
   private readonly maxConnections: number;
 
@@ -66,7 +69,8 @@ export class TransportPool {
   /**
    * Sends through the provider's pooled transport, replacing it first when
    * `key.sequence` differs from the one it was built for. Throws DomainError
-   * "invalid" for bad headers, SmtpSendError for wire failures.
+   * "invalid" for bad headers, "failed_precondition" when the outbound policy
+   * refuses the connection, and SmtpSendError for wire failures.
    */
   async send(key: PoolKey, settings: SmtpSettings, mail: OutgoingMail): Promise<SendResult> {
     assertHeadersSafe(mail);
@@ -77,7 +81,10 @@ export class TransportPool {
       return await this.sendOn(entry, mail);
     } finally {
       entry.inFlight--;
-      if (entry.retired && entry.inFlight === 0) entry.transport.close();
+      if (entry.retired && entry.inFlight === 0) {
+        entry.transport.close();
+        this.draining.delete(entry);
+      }
     }
   }
 
@@ -123,9 +130,12 @@ export class TransportPool {
   private retire(entry: Entry): void {
     entry.retired = true;
     if (entry.inFlight === 0) entry.transport.close();
+    else this.draining.add(entry);
   }
 
-  private toError(err: unknown, entry: Entry, fellBack: boolean): SmtpSendError {
+  private toError(err: unknown, entry: Entry, fellBack: boolean): DomainError {
+    // A refusal of the outbound policy (see outbound-guard.ts) passes as it is.
+    if (err instanceof DomainError) return err;
     return toSmtpSendError(err, {
       server: entry.settings.host,
       password: entry.settings.password,
@@ -151,9 +161,15 @@ export class TransportPool {
     }
   }
 
-  /** Closes every transport; in-flight sends on them fail. */
+  /**
+   * Closes every transport, current and retired, including connections in
+   * the middle of a send: those sends fail at once. Used on shutdown, after
+   * the grace period, so that a server that never answers cannot keep the
+   * process alive for its socket timeout.
+   */
   closeAll(): void {
-    for (const entry of this.entries.values()) entry.transport.close();
+    for (const entry of [...this.entries.values(), ...this.draining]) entry.transport.close({ force: true });
     this.entries.clear();
+    this.draining.clear();
   }
 }

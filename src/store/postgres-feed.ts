@@ -31,7 +31,13 @@ export class PostgresFeed {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.connectionString });
+    // keepAlive: a connection that died without a word (a dropped network
+    // path) is noticed and replaced instead of listening to nothing forever.
+    const client = new pg.Client({
+      connectionString: this.connectionString,
+      connectionTimeoutMillis: 5000,
+      keepAlive: true,
+    });
     client.on("error", () => this.onLost(client));
     client.on("end", () => this.onLost(client));
     client.on("notification", (msg) => this.onNotification(msg.payload));
@@ -41,6 +47,12 @@ export class PostgresFeed {
     } catch (err) {
       await client.end().catch(() => undefined);
       throw err;
+    }
+    if (this.closed) {
+      // close() ran while this reconnect was under way; an open client
+      // would keep the process alive.
+      await client.end().catch(() => undefined);
+      return;
     }
     this.client = client;
     this.retryMs = 100;
@@ -69,6 +81,7 @@ export class PostgresFeed {
       this.timer = undefined;
       this.connect().then(
         () => {
+          if (this.closed) return;
           this.log.info({ event: "store.feed_restored" }, "change feed reconnected");
           // Whatever was committed meanwhile was not announced: re-read.
           this.emit("catch_up");

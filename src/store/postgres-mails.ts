@@ -6,11 +6,15 @@
  */
 import type pg from "pg";
 import type { AttemptOutcome, OutboxMail } from "../domain/outbox.js";
+import { changeChannel } from "./postgres-feed.js";
 import type { ClaimRequest, NewMail } from "./store.js";
 
 type Row = Record<string, unknown>;
 type Transaction = <T>(fn: (client: pg.PoolClient) => Promise<T>) => Promise<T>;
 type Query = (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
+
+// Serializes wakes across replicas (see wake); any constant, the same in every replica.
+const wakeLockKey = 0x736d7477;
 
 function mailFromRow(r: Row): OutboxMail {
   return {
@@ -33,9 +37,6 @@ function mailFromRow(r: Row): OutboxMail {
     providerId: r.provider_id as string,
   };
 }
-
-/** How many candidate rows a claim locks per slot, so per-instance limits can still fill the batch. */
-const candidateFactor = 4;
 
 /** Outbox queries over a pg pool. */
 export class PostgresMails {
@@ -71,25 +72,30 @@ export class PostgresMails {
 
   /** See MailStore.claimMails. */
   async claim(req: ClaimRequest): Promise<OutboxMail[]> {
-    return this.transaction(async (client) => {
-      const { rows } = await client.query(
-        `SELECT id, instance_id FROM mails
-         WHERE ((state = 'queued' AND wait_reason = '' AND next_attempt_at <= $1)
-             OR (state = 'sending' AND claim_expires_at <= $1))
-           AND NOT (instance_id = ANY($2::text[]))
-         ORDER BY next_attempt_at LIMIT $3
-         FOR UPDATE SKIP LOCKED`,
-        [req.now, req.skipInstances, req.limit * candidateFactor],
-      );
-      const chosen = pickFairly(rows as { id: string; instance_id: string }[], req.limit, req.perInstanceLimit);
-      if (chosen.length === 0) return [];
-      const claimed = await client.query(
-        `UPDATE mails SET state = 'sending', claimed_by = $1, claim_expires_at = $2, attempts = attempts + 1
-         WHERE id = ANY($3::text[]) RETURNING *`,
-        [req.workerId, new Date(req.now.getTime() + req.leaseMs), chosen],
-      );
-      return claimed.rows.map(mailFromRow).sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime());
-    });
+    // Ranking every due mail per instance first (as the SQLite engine does)
+    // keeps a backlog in one instance from filling the candidate rows and
+    // hiding other instances' due mails. The due test is repeated on the
+    // locked rows: a row another replica claimed since this statement's
+    // snapshot is re-checked in its new version, fails, and is skipped.
+    const { rows } = await this.query(
+      `WITH ranked AS (
+         SELECT id, next_attempt_at,
+                row_number() OVER (PARTITION BY instance_id ORDER BY next_attempt_at, id) AS rank
+         FROM mails
+         WHERE ${dueCondition("mails")} AND NOT (instance_id = ANY($2::text[]))
+       ), picked AS (
+         SELECT m.id FROM mails m JOIN ranked r ON r.id = m.id
+         WHERE r.rank <= $3 AND ${dueCondition("m")}
+         ORDER BY r.next_attempt_at, r.id
+         LIMIT $4
+         FOR UPDATE OF m SKIP LOCKED
+       )
+       UPDATE mails SET state = 'sending', claimed_by = $5, claim_expires_at = $6, attempts = mails.attempts + 1
+       FROM picked WHERE mails.id = picked.id
+       RETURNING mails.*`,
+      [req.now, req.skipInstances, req.perInstanceLimit, req.limit, req.workerId, new Date(req.now.getTime() + req.leaseMs)],
+    );
+    return rows.map(mailFromRow).sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime());
   }
 
   /** See MailStore.completeMail. */
@@ -125,26 +131,58 @@ export class PostgresMails {
     return result.rowCount === 1;
   }
 
-  /** See MailStore.releaseClaims. */
+  /** See MailStore.releaseClaims. Announces the released mails to every replica. */
   async release(workerId: string, now: Date): Promise<number> {
-    const { rowCount } = await this.query(
+    return this.countAnnounced(
+      this.query,
       `UPDATE mails SET state = 'queued', claimed_by = '', attempts = GREATEST(attempts - 1, 0), next_attempt_at = $2
-       WHERE state = 'sending' AND ($1 = '*' OR claimed_by = $1)`,
+       WHERE state = 'sending' AND ($1 = '*' OR claimed_by = $1)
+       RETURNING instance_id`,
       [workerId, now],
     );
-    return rowCount ?? 0;
   }
 
-  /** See MailStore.wakeWaitingMails. */
+  /**
+   * See MailStore.wakeWaitingMails. Announces the woken mails to every
+   * replica: the replica that wakes them may have no room to send them, and
+   * without the announcement they would wait for some replica's next poll.
+   *
+   * Replicas wake one at a time. Every replica wakes after a provider
+   * change, all at once; without the lock, a replica whose wake lost the
+   * race still locks the rows the winner just woke (PostgreSQL locks a row
+   * it re-checks), and the winner's claim right after, which skips locked
+   * rows, missed its own woken mails until the next poll. Under the lock,
+   * each wake sees what the one before it did, and touches nothing twice.
+   */
   async wake(now: Date, instanceId?: string): Promise<number> {
-    const { rowCount } = await this.query(
-      `UPDATE mails AS m SET wait_reason = '', next_attempt_at = $1
-       WHERE m.state = 'queued' AND m.wait_reason <> '' AND ($2::text IS NULL OR m.instance_id = $2)
-         AND EXISTS (SELECT 1 FROM smtp_providers p WHERE p.instance_id = m.instance_id AND p.is_active
-                     AND (m.wait_reason = 'no_provider' OR p.id <> m.wait_provider_id OR p.sequence <> m.wait_sequence))`,
-      [now, instanceId ?? null],
+    return this.transaction(async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock($1)", [wakeLockKey]);
+      return this.countAnnounced(
+        (text, values) => client.query(text, values),
+        `UPDATE mails AS m SET wait_reason = '', next_attempt_at = $1
+         WHERE m.state = 'queued' AND m.wait_reason <> '' AND ($2::text IS NULL OR m.instance_id = $2)
+           AND EXISTS (SELECT 1 FROM smtp_providers p WHERE p.instance_id = m.instance_id AND p.is_active
+                       AND (m.wait_reason = 'no_provider' OR p.id <> m.wait_provider_id OR p.sequence <> m.wait_sequence))
+         RETURNING m.instance_id`,
+        [now, instanceId ?? null],
+      );
+    });
+  }
+
+  /**
+   * Runs `update` (which returns instance_id per changed row) and, in the
+   * same statement, so only on commit, notifies a "mails" change for each
+   * instance it touched. Resolves how many rows changed.
+   */
+  private async countAnnounced(run: Query, update: string, values: unknown[]): Promise<number> {
+    const channel = `$${values.length + 1}`;
+    const { rows } = await run(
+      `WITH changed AS (${update}),
+            touched AS (SELECT instance_id, COUNT(*)::int AS n FROM changed GROUP BY instance_id)
+       SELECT n, pg_notify(${channel}, json_build_object('instanceId', instance_id, 'kind', 'mails')::text) FROM touched`,
+      [...values, changeChannel],
     );
-    return rowCount ?? 0;
+    return rows.reduce((sum, r) => sum + (r.n as number), 0);
   }
 
   /** See MailStore.expireMails. */
@@ -171,16 +209,8 @@ export async function oldestMails(query: Query): Promise<Record<string, Date>> {
   return Object.fromEntries(rows.map((r) => [r.state as string, r.at as Date]));
 }
 
-/** Takes up to `limit` ids, at most `perInstance` of any one instance, in order. */
-function pickFairly(rows: readonly { id: string; instance_id: string }[], limit: number, perInstance: number): string[] {
-  const taken = new Map<string, number>();
-  const ids: string[] = [];
-  for (const row of rows) {
-    if (ids.length >= limit) break;
-    const n = taken.get(row.instance_id) ?? 0;
-    if (n >= perInstance) continue;
-    taken.set(row.instance_id, n + 1);
-    ids.push(row.id);
-  }
-  return ids;
+/** Whether a row of `table` may be claimed at $1: queued and due, or claimed under an expired lease. */
+function dueCondition(table: string): string {
+  return `((${table}.state = 'queued' AND ${table}.wait_reason = '' AND ${table}.next_attempt_at <= $1)
+           OR (${table}.state = 'sending' AND ${table}.claim_expires_at <= $1))`;
 }

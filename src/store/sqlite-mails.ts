@@ -4,6 +4,7 @@
  */
 import type Database from "better-sqlite3";
 import type { AttemptOutcome, MailState, OutboxMail, WaitReason } from "../domain/outbox.js";
+import type { StatementCache } from "./sqlite-statements.js";
 import type { ClaimRequest, NewMail } from "./store.js";
 
 interface MailRow {
@@ -50,13 +51,17 @@ function mailFromRow(row: MailRow): OutboxMail {
 
 /** Outbox queries over an open better-sqlite3 database. */
 export class SqliteMails {
-  constructor(private readonly db: Database.Database) {}
+  /** `statements` prepares each query once (see sqlite-statements.ts). */
+  constructor(
+    private readonly db: Database.Database,
+    private readonly statements: StatementCache,
+  ) {}
 
   /** See MailStore.enqueueMail. */
   enqueue(mail: NewMail): { mail: OutboxMail; created: boolean } {
     return this.db
       .transaction(() => {
-        const inserted = this.db
+        const inserted = this.statements
           .prepare(
             `INSERT INTO mails (id, instance_id, idempotency_key, message_id, recipients, subject, text_body,
                html_body, reply_to, state, next_attempt_at, created_at)
@@ -68,7 +73,7 @@ export class SqliteMails {
             mail.subject, mail.textBody, mail.htmlBody, mail.replyTo, mail.createdAt.getTime(), mail.createdAt.getTime(),
           );
         if (inserted.changes === 1) return { mail: this.find(mail.instanceId, mail.id)!, created: true };
-        const first = this.db
+        const first = this.statements
           .prepare("SELECT * FROM mails WHERE instance_id = ? AND idempotency_key = ?")
           .get(mail.instanceId, mail.idempotencyKey) as MailRow;
         return { mail: mailFromRow(first), created: false };
@@ -78,7 +83,7 @@ export class SqliteMails {
 
   /** See MailStore.findMail. */
   find(instanceId: string, id: string): OutboxMail | undefined {
-    const row = this.db.prepare("SELECT * FROM mails WHERE instance_id = ? AND id = ?").get(instanceId, id) as MailRow | undefined;
+    const row = this.statements.prepare("SELECT * FROM mails WHERE instance_id = ? AND id = ?").get(instanceId, id) as MailRow | undefined;
     return row && mailFromRow(row);
   }
 
@@ -86,7 +91,7 @@ export class SqliteMails {
   claim(req: ClaimRequest): OutboxMail[] {
     const now = req.now.getTime();
     const skip = JSON.stringify(req.skipInstances);
-    const rows = this.db
+    const rows = this.statements
       .prepare(
         `UPDATE mails SET state = 'sending', claimed_by = ?, claim_expires_at = ?, attempts = attempts + 1
          WHERE id IN (
@@ -112,17 +117,17 @@ export class SqliteMails {
     let result;
     switch (outcome.kind) {
       case "sent":
-        result = this.db
+        result = this.statements
           .prepare(`UPDATE mails SET state = 'sent', claimed_by = '', last_error = '', wait_reason = '', provider_id = @provider, sent_at = @at ${guard}`)
           .run({ ...params, provider: outcome.providerId, at: outcome.at.getTime() });
         break;
       case "retry":
-        result = this.db
+        result = this.statements
           .prepare(`UPDATE mails SET state = 'queued', claimed_by = '', last_error = @error, wait_reason = '', next_attempt_at = @at ${guard}`)
           .run({ ...params, error: outcome.lastError, at: outcome.at.getTime() });
         break;
       case "wait":
-        result = this.db
+        result = this.statements
           .prepare(
             `UPDATE mails SET state = 'queued', claimed_by = '', last_error = @error, wait_reason = @reason,
                wait_provider_id = @provider, wait_sequence = @sequence, next_attempt_at = @now ${guard}`,
@@ -130,7 +135,7 @@ export class SqliteMails {
           .run({ ...params, error: outcome.lastError, reason: outcome.reason, provider: outcome.providerId, sequence: Number(outcome.providerSequence) });
         break;
       case "failed":
-        result = this.db
+        result = this.statements
           .prepare(`UPDATE mails SET state = 'failed', claimed_by = '', last_error = @error, wait_reason = '' ${guard}`)
           .run({ ...params, error: outcome.lastError });
         break;
@@ -141,7 +146,7 @@ export class SqliteMails {
   /** See MailStore.releaseClaims. */
   release(workerId: string, now: Date): number {
     const who = workerId === "*" ? "" : "AND claimed_by = @worker";
-    return this.db
+    return this.statements
       .prepare(
         `UPDATE mails SET state = 'queued', claimed_by = '', attempts = MAX(attempts - 1, 0), next_attempt_at = @now
          WHERE state = 'sending' ${who}`,
@@ -152,7 +157,7 @@ export class SqliteMails {
   /** See MailStore.wakeWaitingMails. */
   wake(now: Date, instanceId?: string): number {
     const scope = instanceId === undefined ? "" : "AND m.instance_id = @instance";
-    return this.db
+    return this.statements
       .prepare(
         `UPDATE mails AS m SET wait_reason = '', next_attempt_at = @now
          WHERE m.state = 'queued' AND m.wait_reason <> '' ${scope}
@@ -164,7 +169,7 @@ export class SqliteMails {
 
   /** See MailStore.expireMails. */
   expire(createdBefore: Date): number {
-    return this.db
+    return this.statements
       .prepare(
         `UPDATE mails SET state = 'failed', wait_reason = '',
            last_error = 'gave up: not delivered within the maximum age' || CASE WHEN last_error = '' THEN '' ELSE '; last error: ' || last_error END
@@ -175,13 +180,13 @@ export class SqliteMails {
 
   /** See MailStore.countMails. */
   count(): Record<string, number> {
-    const rows = this.db.prepare("SELECT state, COUNT(*) AS n FROM mails GROUP BY state").all() as { state: string; n: number }[];
+    const rows = this.statements.prepare("SELECT state, COUNT(*) AS n FROM mails GROUP BY state").all() as { state: string; n: number }[];
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
   /** See MailStore.oldestMails. */
   oldest(): Record<string, Date> {
-    const rows = this.db.prepare("SELECT state, MIN(created_at) AS at FROM mails GROUP BY state").all() as { state: string; at: number }[];
+    const rows = this.statements.prepare("SELECT state, MIN(created_at) AS at FROM mails GROUP BY state").all() as { state: string; at: number }[];
     return Object.fromEntries(rows.map((r) => [r.state, new Date(r.at)]));
   }
 }

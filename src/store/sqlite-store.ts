@@ -11,7 +11,9 @@ import type { Instance, Role } from "../domain/access.js";
 import { DomainError } from "../domain/errors.js";
 import type { AttemptOutcome, OutboxMail } from "../domain/outbox.js";
 import type { SmtpProvider } from "../domain/provider.js";
+import { GroupCommit } from "./sqlite-group-commit.js";
 import { SqliteMails } from "./sqlite-mails.js";
+import { StatementCache } from "./sqlite-statements.js";
 import { sqliteMigrations } from "./sqlite-migrations.js";
 import {
   StoreConflict,
@@ -127,8 +129,16 @@ export class SqliteStore implements Store {
   // which is why the outbox worker also polls.
   private readonly changes = new EventEmitter();
 
+  // Every query prepares through this cache; see sqlite-statements.ts for why.
+  private readonly statements: StatementCache;
+  // The writes a request or a delivery waits on share commits; see
+  // sqlite-group-commit.ts. Rare writes (instances, tokens, claims) commit alone.
+  private readonly writes: GroupCommit;
+
   constructor(readonly db: Database.Database) {
-    this.mails = new SqliteMails(db);
+    this.statements = new StatementCache(db);
+    this.writes = new GroupCommit(db);
+    this.mails = new SqliteMails(db, this.statements);
     this.changes.setMaxListeners(0);
   }
 
@@ -142,7 +152,7 @@ export class SqliteStore implements Store {
   }
 
   async enqueueMail(mail: NewMail): Promise<{ mail: OutboxMail; created: boolean }> {
-    const result = this.mails.enqueue(mail);
+    const result = await this.writes.run(() => this.mails.enqueue(mail));
     if (result.created) this.emitChange({ instanceId: mail.instanceId, kind: "mails" });
     return result;
   }
@@ -156,7 +166,7 @@ export class SqliteStore implements Store {
   }
 
   async completeMail(id: string, workerId: string, outcome: AttemptOutcome, now: Date): Promise<boolean> {
-    return this.mails.complete(id, workerId, outcome, now);
+    return this.writes.run(() => this.mails.complete(id, workerId, outcome, now));
   }
 
   async releaseClaims(workerId: string, now: Date): Promise<number> {
@@ -180,7 +190,7 @@ export class SqliteStore implements Store {
   }
 
   async findInstanceByDomain(domain: string): Promise<Instance | undefined> {
-    const row = this.db
+    const row = this.statements
       .prepare("SELECT i.id, i.created_at FROM instance_domains d JOIN instances i ON i.id = d.instance_id WHERE d.domain = ?")
       .get(domain) as { id: string; created_at: number } | undefined;
     if (!row) return undefined;
@@ -188,7 +198,7 @@ export class SqliteStore implements Store {
   }
 
   private domainsOf(instanceId: string): string[] {
-    const rows = this.db
+    const rows = this.statements
       .prepare("SELECT domain FROM instance_domains WHERE instance_id = ? ORDER BY domain")
       .all(instanceId) as { domain: string }[];
     return rows.map((r) => r.domain);
@@ -196,8 +206,8 @@ export class SqliteStore implements Store {
 
   async addInstance(instance: Instance): Promise<void> {
     const insert = this.db.transaction(() => {
-      this.db.prepare("INSERT INTO instances (id, created_at) VALUES (?, ?)").run(instance.id, instance.createdAt.getTime());
-      const addDomain = this.db.prepare("INSERT INTO instance_domains (domain, instance_id) VALUES (?, ?)");
+      this.statements.prepare("INSERT INTO instances (id, created_at) VALUES (?, ?)").run(instance.id, instance.createdAt.getTime());
+      const addDomain = this.statements.prepare("INSERT INTO instance_domains (domain, instance_id) VALUES (?, ?)");
       for (const domain of instance.domains) addDomain.run(domain, instance.id);
     });
     try {
@@ -211,22 +221,22 @@ export class SqliteStore implements Store {
   }
 
   async countInstances(): Promise<number> {
-    return (this.db.prepare("SELECT COUNT(*) AS n FROM instances").get() as { n: number }).n;
+    return (this.statements.prepare("SELECT COUNT(*) AS n FROM instances").get() as { n: number }).n;
   }
 
   async listInstanceIds(): Promise<string[]> {
-    const rows = this.db.prepare("SELECT id FROM instances ORDER BY created_at, id").all() as { id: string }[];
+    const rows = this.statements.prepare("SELECT id FROM instances ORDER BY created_at, id").all() as { id: string }[];
     return rows.map((r) => r.id);
   }
 
   async addToken(token: TokenRecord): Promise<void> {
-    this.db
+    this.statements
       .prepare("INSERT INTO tokens (id, instance_id, hash, roles, created_at) VALUES (?, ?, ?, ?, ?)")
       .run(token.id, token.instanceId, token.hash, JSON.stringify(token.roles), token.createdAt.getTime());
   }
 
   async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
-    const row = this.db.prepare("SELECT * FROM tokens WHERE hash = ?").get(hash) as
+    const row = this.statements.prepare("SELECT * FROM tokens WHERE hash = ?").get(hash) as
       | { id: string; instance_id: string; hash: string; roles: string; created_at: number }
       | undefined;
     if (!row) return undefined;
@@ -244,31 +254,31 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => ({
       sequence: this.sequenceOf(instanceId),
       providers: (
-        this.db.prepare("SELECT * FROM smtp_providers WHERE instance_id = ? ORDER BY creation_date, id").all(instanceId) as ProviderRow[]
+        this.statements.prepare("SELECT * FROM smtp_providers WHERE instance_id = ? ORDER BY creation_date, id").all(instanceId) as ProviderRow[]
       ).map(providerFromRow),
     }))();
   }
 
   private sequenceOf(instanceId: string): bigint {
-    const row = this.db.prepare("SELECT sequence FROM instances WHERE id = ?").get(instanceId) as { sequence: number } | undefined;
+    const row = this.statements.prepare("SELECT sequence FROM instances WHERE id = ?").get(instanceId) as { sequence: number } | undefined;
     return BigInt(row?.sequence ?? 0);
   }
 
   async findProvider(instanceId: string, id: string): Promise<SmtpProvider | undefined> {
-    const row = this.db.prepare("SELECT * FROM smtp_providers WHERE instance_id = ? AND id = ?").get(instanceId, id) as ProviderRow | undefined;
+    const row = this.statements.prepare("SELECT * FROM smtp_providers WHERE instance_id = ? AND id = ?").get(instanceId, id) as ProviderRow | undefined;
     return row && providerFromRow(row);
   }
 
   async findActiveProvider(instanceId: string): Promise<SmtpProvider | undefined> {
-    const row = this.db.prepare("SELECT * FROM smtp_providers WHERE instance_id = ? AND is_active = 1").get(instanceId) as ProviderRow | undefined;
+    const row = this.statements.prepare("SELECT * FROM smtp_providers WHERE instance_id = ? AND is_active = 1").get(instanceId) as ProviderRow | undefined;
     return row && providerFromRow(row);
   }
 
   async listProviders(instanceId: string, page: PageRequest): Promise<ProviderPage> {
     const order = page.asc ? "ASC" : "DESC";
     return this.db.transaction(() => {
-      const total = (this.db.prepare("SELECT COUNT(*) AS n FROM smtp_providers WHERE instance_id = ?").get(instanceId) as { n: number }).n;
-      const rows = this.db
+      const total = (this.statements.prepare("SELECT COUNT(*) AS n FROM smtp_providers WHERE instance_id = ?").get(instanceId) as { n: number }).n;
+      const rows = this.statements
         .prepare(`SELECT * FROM smtp_providers WHERE instance_id = ? ORDER BY creation_date ${order}, id ${order} LIMIT ? OFFSET ?`)
         .all(instanceId, page.limit, page.offset) as ProviderRow[];
       return { total, sequence: this.sequenceOf(instanceId), providers: rows.map(providerFromRow) };
@@ -276,18 +286,18 @@ export class SqliteStore implements Store {
   }
 
   async commit(write: ProviderWrite): Promise<void> {
-    this.db.transaction(() => this.applyWrite(write)).immediate();
+    await this.writes.run(() => this.applyWrite(write));
     this.emitChange({ instanceId: write.instanceId, kind: "providers" });
   }
 
   private applyWrite(write: ProviderWrite): void {
     const last = write.expectedSequence + BigInt(write.events.length);
-    const moved = this.db
+    const moved = this.statements
       .prepare("UPDATE instances SET sequence = ? WHERE id = ? AND sequence = ?")
       .run(Number(last), write.instanceId, Number(write.expectedSequence));
     if (moved.changes !== 1) throw new StoreConflict(`instance ${write.instanceId} changed concurrently`);
 
-    const insertEvent = this.db.prepare(
+    const insertEvent = this.statements.prepare(
       "INSERT INTO events (instance_id, sequence, object_id, type, actor, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
     );
     write.events.forEach((event, i) => {
@@ -295,12 +305,12 @@ export class SqliteStore implements Store {
       insertEvent.run(write.instanceId, sequence, event.objectId, event.type, write.actor, JSON.stringify(event.payload), write.createdAt.getTime());
     });
 
-    const remove = this.db.prepare("DELETE FROM smtp_providers WHERE instance_id = ? AND id = ?");
+    const remove = this.statements.prepare("DELETE FROM smtp_providers WHERE instance_id = ? AND id = ?");
     for (const id of write.deletes) remove.run(write.instanceId, id);
 
     // Deactivations first, so the one-active index never sees two at once.
     const upserts = [...write.upserts].sort((a, b) => Number(a.isActive) - Number(b.isActive));
-    const upsert = this.db.prepare(
+    const upsert = this.statements.prepare(
       // Not INSERT OR REPLACE: that would silently delete a row that clashes
       // on the one-active index instead of failing the write.
       `INSERT INTO smtp_providers VALUES (@instance_id, @id, @description, @sender_address, @sender_name,
@@ -315,7 +325,7 @@ export class SqliteStore implements Store {
   }
 
   async listEvents(instanceId: string, afterSequence = 0n): Promise<StoredEvent[]> {
-    const rows = this.db
+    const rows = this.statements
       .prepare("SELECT * FROM events WHERE instance_id = ? AND sequence > ? ORDER BY sequence")
       .all(instanceId, Number(afterSequence)) as EventRow[];
     return rows.map((row) => ({
@@ -330,6 +340,9 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    // Writes already queued were accepted before the close; commit them.
+    this.writes.flush();
+    this.db.close();
   }
 }

@@ -45,6 +45,10 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
     port: 0,
     logLevel: "debug",
     logDestination,
+    // No rate limits unless a test asks for them: suites send more test
+    // mails from one instance than a person would, and the limits have
+    // their own tests (test/security/rate-limit.test.ts).
+    rateLimits: { test_mail: undefined, send_mail: undefined },
     ...overrides,
     dataDir,
   });

@@ -5,8 +5,9 @@
  * gets; only the body's shape differs. The HTTP status is Connect's mapping,
  * which matches grpc-gateway's.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+import type { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
+import { errorWithId } from "../error-mapper.js";
 import { ErrorDetailSchema } from "../../gen/zitadel/v1/object_pb.js";
 
 /** The HTTP status and JSON body of a REST error. */
@@ -29,7 +30,10 @@ export function toGatewayError(err: ConnectError): GatewayError {
   return { status: codeToHttpStatus(err.code), body: { code: err.code, message: err.rawMessage, details } };
 }
 
-/** A REST-level error that never reached a handler (bad path, verb, body). */
-export function gatewayError(code: Code, message: string): GatewayError {
-  return toGatewayError(new ConnectError(message, code));
+/**
+ * A REST-level error that never reached a handler (bad path, verb, query),
+ * with a stable id like every other error.
+ */
+export function gatewayError(code: Code, id: string, text: string): GatewayError {
+  return toGatewayError(errorWithId(code, id, text));
 }

@@ -9,10 +9,13 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import { ScalarType, type DescField, type DescMessage, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
+import { protocolKey } from "../context.js";
+import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "../../domain/deps.js";
+import { errorWithId } from "../error-mapper.js";
+import { withCheckedBody } from "../request-body.js";
 import { gatewayError, toGatewayError, type GatewayError } from "./gateway-error.js";
 import { compareSpecificity, matchPath, splitPath } from "./path-template.js";
 import type { RestRoute } from "./http-rules.js";
@@ -74,10 +77,14 @@ export class RestTranscoder {
     const url = new URL(req.url ?? "/", "http://rest.invalid");
     const found = this.lookup(req.method ?? "", url.pathname);
     try {
-      if (found.kind === "none") return send(res, gatewayError(Code.NotFound, "no REST route for this path"));
+      if (found.kind === "none") {
+        return send(res, gatewayError(Code.NotFound, "REST-path01", "no REST route for this path"));
+      }
       if (found.kind === "wrong_verb") {
         res.setHeader("allow", [...new Set(found.allowed)].join(", "));
-        return send(res, { ...gatewayError(Code.Unimplemented, `method ${req.method} not allowed here`), status: 405 });
+        // grpc-gateway's answer: code Unimplemented in the body, yet HTTP 405.
+        const text = `method ${req.method} is not allowed on this path`;
+        return send(res, { ...gatewayError(Code.Unimplemented, "REST-verb01", text), status: 405 });
       }
       const body = await readBody(req, this.readMaxBytes, found.bound.route.body === "*");
       const message = requestJson(found.bound.handler.method.input, body, found.vars, url.searchParams);
@@ -90,7 +97,7 @@ export class RestTranscoder {
     }
   }
 
-  private async forward(req: NodeRequest, res: NodeResponse, handler: UniversalHandler, message: JsonValue | Uint8Array): Promise<void> {
+  private async forward(req: NodeRequest, res: NodeResponse, handler: UniversalHandler, message: JsonValue | Buffer): Promise<void> {
     const abort = new AbortController();
     res.once("close", () => abort.abort());
     const header = new Headers({ "content-type": "application/json", "connect-protocol-version": "1" });
@@ -98,23 +105,27 @@ export class RestTranscoder {
     if (typeof authorization === "string") header.set("authorization", authorization);
     const authority = "authority" in req ? req.authority : req.headers.host;
 
-    const uRes = await handler({
+    // Bytes, and checked like a Connect JSON body, so that a body that does
+    // not decode (bytes that did not parse go in raw) is refused after the
+    // auth checks, in the usual order, with the same error and id.
+    const bytes = Buffer.isBuffer(message) ? message : Buffer.from(JSON.stringify(message));
+    const uReq: UniversalServerRequest = {
       httpVersion: req.httpVersion,
       method: "POST",
       url: new URL(handler.requestPath, `http://${authority ?? "unknown.invalid"}`).toString(),
       header,
-      // Parsed JSON goes in as is; bytes that did not parse go in raw, so the
-      // handler reports them after its auth checks, in the usual order.
-      body: message instanceof Uint8Array ? oneChunk(message) : message,
+      body: oneChunk(bytes),
       signal: abort.signal,
-    });
-    const bytes = await collect(uRes.body);
+      contextValues: createContextValues().set(protocolKey, "rest"),
+    };
+    const uRes = await handler(withCheckedBody(uReq, handler.method, { log: this.log }));
+    const answer = await collect(uRes.body);
     if (uRes.status === 200) {
       res.writeHead(200, { "content-type": "application/json" });
-      res.end(bytes);
+      res.end(answer);
       return;
     }
-    send(res, toGatewayError(errorFromJsonBytes(bytes, undefined, new ConnectError("request failed", Code.Internal))));
+    send(res, toGatewayError(errorFromJsonBytes(answer, undefined, new ConnectError("request failed", Code.Internal))));
   }
 }
 
@@ -151,7 +162,7 @@ async function readBody(req: NodeRequest, limit: number, wanted: boolean): Promi
 }
 
 function tooLarge(limit: number): ConnectError {
-  return new ConnectError(`request body is larger than ${limit} bytes`, Code.ResourceExhausted);
+  return errorWithId(Code.ResourceExhausted, "REST-size01", `request body is larger than ${limit} bytes`);
 }
 
 /**
@@ -159,7 +170,7 @@ function tooLarge(limit: number): ConnectError {
  * query parameters, then path variables, later ones winning. Returns the raw
  * bytes when the body is not a JSON object, for the handler to refuse.
  */
-function requestJson(input: DescMessage, body: Buffer, vars: Record<string, string>, query: URLSearchParams): JsonValue | Uint8Array {
+function requestJson(input: DescMessage, body: Buffer, vars: Record<string, string>, query: URLSearchParams): JsonValue | Buffer {
   let json: JsonObject = {};
   if (body.length > 0) {
     let parsed: unknown;
@@ -171,23 +182,40 @@ function requestJson(input: DescMessage, body: Buffer, vars: Record<string, stri
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return body;
     json = parsed as JsonObject;
   }
-  for (const [name, value] of query) setField(input, json, name.split("."), value);
+  // Query parameters that name no field are ignored, as grpc-gateway does and
+  // as unknown body fields are (request-body.ts): clients add their own, such
+  // as a cache buster.
+  for (const [name, value] of query) {
+    if (isKnownField(input, name.split("."))) setField(input, json, name.split("."), value);
+  }
   for (const [name, value] of Object.entries(vars)) setField(input, json, name.split("."), value);
   return json;
 }
 
+function findField(message: DescMessage, name: string): DescField | undefined {
+  return message.fields.find((f) => f.name === name || f.jsonName === name);
+}
+
+/** True when the dotted path names a field, through message fields. */
+function isKnownField(message: DescMessage, path: string[]): boolean {
+  const [name, ...rest] = path;
+  const field = findField(message, name);
+  if (!field || rest.length === 0) return field !== undefined;
+  return field.fieldKind === "message" && isKnownField(field.message, rest);
+}
+
 /**
- * Sets a (possibly nested) field from text, typed by its descriptor. Unknown
- * names are refused, like unknown JSON fields.
+ * Sets a (possibly nested) field from text, typed by its descriptor. An
+ * unknown name (a path variable the message lacks) is refused.
  */
 function setField(message: DescMessage, target: JsonObject, path: string[], text: string): void {
   const [name, ...rest] = path;
-  const field = message.fields.find((f) => f.name === name || f.jsonName === name);
-  if (!field) throw new ConnectError(`unknown field "${name}" in ${message.typeName}`, Code.InvalidArgument);
+  const field = findField(message, name);
+  if (!field) throw errorWithId(Code.InvalidArgument, "REST-field01", `unknown field "${name}" in ${message.typeName}`);
   // Drop the other spelling, so path variables win over body fields.
   if (field.name !== field.jsonName) delete target[field.name];
   if (rest.length > 0) {
-    if (field.fieldKind !== "message") throw new ConnectError(`field "${name}" has no subfields`, Code.InvalidArgument);
+    if (field.fieldKind !== "message") throw errorWithId(Code.InvalidArgument, "REST-field02", `field "${name}" has no subfields`);
     const child = (target[field.jsonName] ?? {}) as JsonObject;
     target[field.jsonName] = child;
     setField(field.message, child, rest, text);
@@ -199,7 +227,7 @@ function setField(message: DescMessage, target: JsonObject, path: string[], text
 function typed(field: DescField, text: string): JsonValue {
   if (field.fieldKind === "scalar" && field.scalar === ScalarType.BOOL) {
     if (text === "true" || text === "false") return text === "true";
-    throw new ConnectError(`field "${field.name}" must be true or false`, Code.InvalidArgument);
+    throw errorWithId(Code.InvalidArgument, "REST-field03", `field "${field.name}" must be true or false`);
   }
   return text;
 }

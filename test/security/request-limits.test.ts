@@ -1,0 +1,98 @@
+/**
+ * Request size and deadline limits on every protocol: an admin message over
+ * 1 MiB (readMaxBytes), a SendMail over 2 MiB and a REST body over 2 MiB are
+ * ResourceExhausted and write nothing; a deadline over five minutes
+ * (maxTimeoutMs) is refused; a short deadline is honoured even while the
+ * SMTP server keeps the test mail waiting.
+ */
+import assert from "node:assert/strict";
+import { createServer, type Server, type Socket } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { mailReadMaxBytes, maxTimeoutMs, readMaxBytes } from "../../src/api/handler.js";
+import { providerInput } from "../helpers/admin-api.js";
+import { adminClient, protocols } from "../helpers/clients.js";
+import { notifyClient } from "../helpers/notify.js";
+import { rest } from "../helpers/rest.js";
+import { startTestServer, type TestServer } from "../helpers/server.js";
+import { instanceState } from "./fixtures.js";
+
+async function codeOf(call: Promise<unknown>): Promise<{ code: Code; message: string }> {
+  try {
+    await call;
+  } catch (err) {
+    const connectErr = ConnectError.from(err);
+    return { code: connectErr.code, message: connectErr.rawMessage };
+  }
+  assert.fail("the call succeeded");
+}
+
+describe("request limits", () => {
+  let t: TestServer;
+  let silent: Server;
+  let silentPort: number;
+  const sockets = new Set<Socket>();
+  before(async () => {
+    t = await startTestServer();
+    // Accepts connections and never greets: a test mail to it waits for the
+    // sender's 10 s connection timeout unless the deadline ends it first.
+    silent = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    silentPort = (silent.address() as { port: number }).port;
+  });
+  after(async () => {
+    sockets.forEach((socket) => socket.destroy());
+    silent.close();
+    await t.stop();
+  });
+
+  test("the limits are 1 MiB per admin message, 2 MiB per SendMail and five minutes per deadline", () => {
+    assert.equal(readMaxBytes, 1024 * 1024);
+    assert.equal(mailReadMaxBytes, 2 * 1024 * 1024);
+    assert.equal(maxTimeoutMs, 5 * 60_000);
+  });
+
+  for (const protocol of protocols) {
+    describe(`over ${protocol}`, () => {
+      test("an AddSMTPConfig message over 1 MiB is ResourceExhausted and writes nothing", async () => {
+        const before = await instanceState(t);
+        const admin = adminClient(protocol, t.baseUrl, t.ownerToken);
+        const huge = { ...providerInput(), password: "", description: "d".repeat(readMaxBytes + 1) };
+        assert.equal((await codeOf(admin.addSMTPConfig(huge))).code, Code.ResourceExhausted);
+        assert.deepEqual(await instanceState(t), before);
+      });
+
+      test("a SendMail message over 2 MiB is ResourceExhausted", async () => {
+        const notify = notifyClient(protocol, t.baseUrl, t.ownerToken);
+        const huge = { to: ["user@example.test"], subject: "big", textBody: "b".repeat(mailReadMaxBytes + 1) };
+        assert.equal((await codeOf(notify.sendMail(huge))).code, Code.ResourceExhausted);
+      });
+
+      test("a deadline over five minutes is InvalidArgument", async () => {
+        const admin = adminClient(protocol, t.baseUrl, t.ownerToken);
+        const answer = await codeOf(admin.listSMTPConfigs({}, { timeoutMs: maxTimeoutMs + 60_000 }));
+        assert.equal(answer.code, Code.InvalidArgument);
+        assert.match(answer.message, /timeout/);
+      });
+
+      test("a short deadline ends a test mail that the SMTP server keeps waiting, with DeadlineExceeded", async () => {
+        const admin = adminClient(protocol, t.baseUrl, t.ownerToken);
+        const { senderAddress, senderName } = providerInput();
+        const request = { senderAddress, senderName, tls: false, host: `127.0.0.1:${silentPort}`, user: "", password: "", receiverAddress: "a@example.test" };
+        const started = Date.now();
+        const answer = await codeOf(admin.testSMTPConfig(request, { timeoutMs: 300 }));
+        assert.equal(answer.code, Code.DeadlineExceeded);
+        assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+      });
+    });
+  }
+
+  test("a REST body over 2 MiB is 429 ResourceExhausted and writes nothing", async () => {
+    const before = await instanceState(t);
+    const body = JSON.stringify({ ...providerInput(), description: "d".repeat(mailReadMaxBytes + 1) });
+    const answer = await rest(t.baseUrl, "POST", "/admin/v1/smtp", { token: t.ownerToken, body });
+    assert.equal(answer.status, 429, answer.text);
+    assert.equal(answer.json?.code, Code.ResourceExhausted);
+    assert.deepEqual(await instanceState(t), before);
+  });
+});
