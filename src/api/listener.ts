@@ -97,6 +97,9 @@ function route(socket: net.Socket, http1: http.Server, h2: http2.Http2Server): v
     if (kind === "h2") {
       h2.emit("connection", socket);
     } else {
+      // http.Server turns Nagle off only on sockets it accepts itself (its
+      // noDelay default); this one came through us. HTTP/2 sets it on its own.
+      socket.setNoDelay(true);
       http1.emit("connection", socket);
       socket.resume();
     }

@@ -7,9 +7,9 @@ import { requirePermission, type Principal } from "./access.js";
 import type { DomainDeps } from "./deps.js";
 import { DomainError } from "./errors.js";
 import type { SmtpSettings } from "./mail.js";
-import { checkLength, checkAddress, checkHeaderSafe, checkHostPort, limits } from "./validate.js";
+import { checkLength, checkAddress, limits } from "./validate.js";
 import { notFound } from "./provider-commands.js";
-import { checkPassword } from "./provider-input.js";
+import { checkPassword, checkSenderAndServer } from "./provider-input.js";
 import type { SmtpProvider } from "./provider.js";
 import { checkPlaintextAuth, defaultPlaintextAuthPolicy } from "./smtp-policy.js";
 
@@ -84,14 +84,7 @@ export async function testSettings(deps: DomainDeps, principal: Principal, input
 }
 
 function checkTestInput(input: TestSettings): void {
-  checkLength("sender_address", input.senderAddress, limits.senderAddress);
-  checkAddress("sender_address", input.senderAddress);
-  checkLength("sender_name", input.senderName, limits.senderName);
-  checkHeaderSafe("sender_name", input.senderName);
-  checkLength("host", input.host, limits.host);
-  checkHostPort("host", input.host);
-  checkLength("user", input.user, limits.user);
-  checkHeaderSafe("user", input.user);
+  checkSenderAndServer(input);
   checkPassword(input.password);
   checkLength("id", input.id, { min: 0, max: limits.id.max });
   checkReceiver(input.receiverAddress);
