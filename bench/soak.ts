@@ -20,6 +20,7 @@ import { startSmtpSink } from "../test/helpers/smtp-sink.js";
 interface Snapshot {
   readonly rssMb: number;
   readonly heapMb: number;
+  readonly externalMb: number;
   readonly handles: number;
 }
 
@@ -29,6 +30,7 @@ function snapshot(): Snapshot {
   return {
     rssMb: Math.round(process.memoryUsage().rss / 1024 / 1024),
     heapMb: Math.round(process.memoryUsage().heapUsed / 1024 / 1024),
+    externalMb: Math.round(process.memoryUsage().external / 1024 / 1024),
     handles: process.getActiveResourcesInfo().length,
   };
 }
@@ -41,7 +43,15 @@ async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), "smtpgate-soak-"));
   const sink = await startSmtpSink({ users: { soak: "soak-password-1" } });
   const quiet = new Writable({ write: (_c, _e, done) => done() });
-  const server = await startServer({ host: "127.0.0.1", port: 0, dataDir, logLevel: "warn", logDestination: quiet });
+  // The per-instance send limit would turn load into ResourceExhausted: off here.
+  const server = await startServer({
+    host: "127.0.0.1",
+    port: 0,
+    dataDir,
+    logLevel: "warn",
+    logDestination: quiet,
+    rateLimits: { send_mail: undefined },
+  });
   const token = readFileSync(join(dataDir, "admin.pat"), "utf8").trim();
   const transport = createGrpcTransport({
     baseUrl: `http://127.0.0.1:${server.port}`,
@@ -106,6 +116,7 @@ async function main(): Promise<void> {
     ["mails accepted / delivered", `${counts.sends} / ${sink.messages.length}`],
     ["RSS start → end (MB)", `${start.rssMb} → ${end.rssMb}`],
     ["JS heap used start → end (MB)", `${start.heapMb} → ${end.heapMb}`],
+    ["external (Buffers) start → end (MB)", `${start.externalMb} → ${end.externalMb}`],
     ["active handles start → end", `${start.handles} → ${end.handles}`],
   ];
   const width = Math.max(...rows.map((r) => r[0].length));

@@ -82,8 +82,8 @@ export const bootstrapDomains = ["localhost", "127.0.0.1"];
  * `dataDir` (created with mode 0700 if needed). Throws when unreachable.
  */
 export async function openDataStore(dataDir: string, databaseUrl: string | undefined, log: Logger): Promise<Store> {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   if (databaseUrl) return openPostgresStore(databaseUrl, log);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   return openSqliteStore(join(dataDir, "smtpgate.db"));
 }
 
@@ -116,6 +116,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const log = createLogger(config.logLevel, config.logDestination);
   const dataDir = resolve(config.dataDir);
   const outbound = new OutboundPolicy(config.smtpOutbound);
+  // The server keeps its key file (embedded mode) and admin.pat here.
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const secrets = new SecretBox(masterKeysFor(config, dataDir), { reload: keyFileReloader(config, dataDir) });
   const store = await openDataStore(dataDir, config.databaseUrl, log);
   const ca = config.smtpCaFile ? readFileSync(config.smtpCaFile) : undefined;
