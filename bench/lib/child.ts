@@ -7,19 +7,20 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { pino } from "pino";
 import { startServer } from "../../src/server.js";
-import { startBareConnect, startBareGrpcJs, startGrpcJsOverStore, type Closable } from "./reference-servers.js";
+import type { Closable } from "./reference-servers.js";
 import type { ChildReply, ParentRequest, ServerSpec } from "./servers.js";
 
 async function start(spec: ServerSpec): Promise<Closable> {
+  if (spec.kind === "smtpgate") return startSmtpgate(spec);
+  // Loaded only here, so an smtpgate process holds no grpc-js in its memory.
+  const reference = await import("./reference-servers.js");
   switch (spec.kind) {
-    case "smtpgate":
-      return startSmtpgate(spec);
     case "connect-bare":
-      return startBareConnect(spec.response, spec.restJson);
+      return reference.startBareConnect(spec.response, spec.restJson);
     case "grpcjs-bare":
-      return startBareGrpcJs(spec.response);
+      return reference.startBareGrpcJs(spec.response);
     case "grpcjs-smtpgate":
-      return startGrpcJsOverStore(spec.dataDir);
+      return reference.startGrpcJsOverStore(spec.dataDir);
   }
 }
 
@@ -54,6 +55,7 @@ async function main(): Promise<void> {
         type: "stats",
         cpuMicros: cpu.user + cpu.system,
         rssBytes: process.memoryUsage().rss,
+        heapUsedBytes: process.memoryUsage().heapUsed,
         loopDelayP99Ms: delay.percentile(99) / 1e6,
       });
       delay.reset();

@@ -29,7 +29,7 @@ export type ParentRequest = { readonly type: "stats" } | { readonly type: "stop"
 /** Messages from child to parent. */
 export type ChildReply =
   | { readonly type: "ready"; readonly ports: Ports }
-  | { readonly type: "stats"; readonly cpuMicros: number; readonly rssBytes: number; readonly loopDelayP99Ms: number };
+  | ({ readonly type: "stats" } & ChildStats);
 
 /** The ports a server listens on: `main` always; `http2` when HTTP/2 has its own. */
 export interface Ports {
@@ -42,6 +42,8 @@ export interface ChildStats {
   /** User + system CPU time since the child started, µs. */
   readonly cpuMicros: number;
   readonly rssBytes: number;
+  /** JavaScript heap in use, garbage not yet collected included; the rest of RSS is code, buffers and heap room. */
+  readonly heapUsedBytes: number;
   /** 99th percentile of event-loop delay since the previous snapshot, ms. */
   readonly loopDelayP99Ms: number;
 }
