@@ -15,12 +15,14 @@
  *
  * Kept from connect-node: the request URL, headers and body stream; the
  * signal aborts when the client goes away before the answer is written
- * (handlers such as test mails stop then); and an answer given before the
- * request body arrived in full (a refused token, a broken frame) is written
- * by connect-node's function, which drains or resets the rest of the body.
+ * (handlers such as test mails stop then); and over HTTP/1.1 an answer given
+ * before the request body arrived in full (a refused token, a broken frame)
+ * is written by connect-node's function, which drains the rest of the body.
+ * Over HTTP/2 such an answer is followed by a reset of the stream, done
+ * here: see stopRequestAfterAnswer.
  */
 import type http from "node:http";
-import type http2 from "node:http2";
+import http2 from "node:http2";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
@@ -56,26 +58,54 @@ function bridgeUnary(req: NodeRequest, res: NodeResponse): NodeBridge {
   // HTTP/1.1 requests close once their body is read, so watch the response there.
   (isHttp2(req) ? req : res).once("close", onGone);
 
+  const body = req.iterator({ destroyOnReturn: false });
   const request: UniversalServerRequest = {
     httpVersion: req.httpVersion,
     method: req.method ?? "",
     url: requestUrl(req),
     header: webHeaders(req.headers),
-    body: req.iterator({ destroyOnReturn: false }),
+    body,
     signal: controller.signal,
   };
   const respond = async (answer: UniversalServerResponse) => {
-    const body = await collect(answer.body);
+    const message = await collect(answer.body);
     if (!req.complete) {
-      // Answered early: connect-node knows how to stop the rest of the body.
-      return universalResponseToNodeResponse({ ...answer, body: once(body) }, res);
+      // Answered early over HTTP/1.1: connect-node drains the rest of the body.
+      if (!isHttp2(req)) return universalResponseToNodeResponse({ ...answer, body: once(message) }, res);
+      stopRequestAfterAnswer(req, body);
     }
     isAnswered = true;
     res.writeHead(answer.status, nodeHeaders(answer.header));
     if (answer.trailer) res.addTrailers(nodeHeaders(answer.trailer));
-    res.end(body);
+    res.end(message);
   };
   return { request, respond };
+}
+
+/**
+ * Once an answer given before the whole request arrived is out, trailers
+ * included, resets the stream with NO_ERROR, which tells the client to stop
+ * sending (RFC 9113, section 8.1), and drops the request bytes still
+ * buffered. Node destroys a reset stream only once its readable side has
+ * ended, and a stream holding unread bytes never ends: it stayed open until
+ * the client went away, and the session's close() at shutdown waited for it
+ * (test/notify/send-validation.test.ts). The body's iterator, which the
+ * handler left unfinished, is ended first: while its "readable" listener is
+ * on the stream (Node removes it from its bookkeeping a tick later), resume()
+ * does not make the request flow. (The request, not its stream: the
+ * compatibility layer pauses the stream while the request's buffer is full.)
+ */
+function stopRequestAfterAnswer(req: http2.Http2ServerRequest, body: AsyncIterator<unknown>): void {
+  const stream = req.stream;
+  // Node has no event for "trailers sent": its own wantTrailers listener,
+  // registered before ours, sends them on setImmediate, so ours comes after.
+  stream.once("wantTrailers", () =>
+    setImmediate(() => {
+      if (stream.state.remoteClose !== 0) return;
+      stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      void Promise.resolve(body.return?.()).finally(() => setImmediate(() => req.resume()));
+    }),
+  );
 }
 
 function isHttp2(req: NodeRequest): req is http2.Http2ServerRequest {
