@@ -70,22 +70,31 @@ export class PostgresMails {
     return rows[0] && mailFromRow(rows[0]);
   }
 
-  /** See MailStore.claimMails. */
+  /**
+   * See MailStore.claimMails. Walks the instances, taking each one's first
+   * due mails from the mails_claimable index (a LATERAL subquery per
+   * instance), so one instance's backlog cannot fill the candidate rows and
+   * hide other instances' due mails, and the cost grows with the instances
+   * and the mails claimed, not with the backlog. A claimed mail was due when
+   * claimed, so "next_attempt_at <= now" holds for expired claims too. The
+   * due test is repeated on the locked rows: a row another replica claimed
+   * since this statement's snapshot is re-checked in its new version,
+   * fails, and is skipped.
+   */
   async claim(req: ClaimRequest): Promise<OutboxMail[]> {
-    // Ranking every due mail per instance first (as the SQLite engine does)
-    // keeps a backlog in one instance from filling the candidate rows and
-    // hiding other instances' due mails. The due test is repeated on the
-    // locked rows: a row another replica claimed since this statement's
-    // snapshot is re-checked in its new version, fails, and is skipped.
     const { rows } = await this.query(
       `WITH ranked AS (
-         SELECT id, next_attempt_at,
-                row_number() OVER (PARTITION BY instance_id ORDER BY next_attempt_at, id) AS rank
-         FROM mails
-         WHERE ${dueCondition("mails")} AND NOT (instance_id = ANY($2::text[]))
+         SELECT c.id, c.next_attempt_at
+         FROM instances i CROSS JOIN LATERAL (
+           SELECT id, next_attempt_at FROM mails
+           WHERE instance_id = i.id AND ((state = 'queued' AND wait_reason = '') OR state = 'sending')
+             AND next_attempt_at <= $1 AND (state = 'queued' OR claim_expires_at <= $1)
+           ORDER BY next_attempt_at, id
+           LIMIT $3) c
+         WHERE NOT (i.id = ANY($2::text[]))
        ), picked AS (
          SELECT m.id FROM mails m JOIN ranked r ON r.id = m.id
-         WHERE r.rank <= $3 AND ${dueCondition("m")}
+         WHERE ${dueCondition("m")}
          ORDER BY r.next_attempt_at, r.id
          LIMIT $4
          FOR UPDATE OF m SKIP LOCKED
@@ -153,17 +162,22 @@ export class PostgresMails {
    * it re-checks), and the winner's claim right after, which skips locked
    * rows, missed its own woken mails until the next poll. Under the lock,
    * each wake sees what the one before it did, and touches nothing twice.
+   *
+   * Driven by the active providers: for each, the instance's waiting mails
+   * that recorded another provider or sequence, read as the two ranges of
+   * mails_waiting on either side of the current (provider, sequence). Mails
+   * still waiting on the current ones, however many, are not read. A
+   * no_provider wait records provider "" and sequence 0, which sorts before
+   * every provider.
    */
   async wake(now: Date, instanceId?: string): Promise<number> {
     return this.transaction(async (client) => {
       await client.query("SELECT pg_advisory_xact_lock($1)", [wakeLockKey]);
       return this.countAnnounced(
         (text, values) => client.query(text, values),
-        `UPDATE mails AS m SET wait_reason = '', next_attempt_at = $1
-         WHERE m.state = 'queued' AND m.wait_reason <> '' AND ($2::text IS NULL OR m.instance_id = $2)
-           AND EXISTS (SELECT 1 FROM smtp_providers p WHERE p.instance_id = m.instance_id AND p.is_active
-                       AND (m.wait_reason = 'no_provider' OR p.id <> m.wait_provider_id OR p.sequence <> m.wait_sequence))
-         RETURNING m.instance_id`,
+        `UPDATE mails SET wait_reason = '', next_attempt_at = $1
+         WHERE id IN (${waitingBeside("<")} UNION ALL ${waitingBeside(">")})
+         RETURNING instance_id`,
         [now, instanceId ?? null],
       );
     });
@@ -205,8 +219,24 @@ export class PostgresMails {
 
 /** Creation time of the oldest mail per state; see MailStore.oldestMails. */
 export async function oldestMails(query: Query): Promise<Record<string, Date>> {
-  const { rows } = await query("SELECT state, MIN(created_at) AS at FROM mails GROUP BY state");
-  return Object.fromEntries(rows.map((r) => [r.state as string, r.at as Date]));
+  // One index lookup per state (mails_age), where GROUP BY reads every mail.
+  const { rows } = await query(
+    `SELECT s.state, (SELECT MIN(created_at) FROM mails WHERE state = s.state) AS at
+     FROM (VALUES ('queued'), ('sending'), ('sent'), ('failed')) AS s (state)`,
+  );
+  return Object.fromEntries(rows.filter((r) => r.at !== null).map((r) => [r.state as string, r.at as Date]));
+}
+
+/**
+ * The ids of the mails waiting on an active provider (of instance $2, or of
+ * every instance when $2 is null) whose recorded (provider, sequence) sorts
+ * `op` the provider's current one.
+ */
+function waitingBeside(op: "<" | ">"): string {
+  return `SELECT m.id FROM smtp_providers p JOIN mails m
+            ON m.instance_id = p.instance_id AND m.wait_reason <> ''
+           AND (m.wait_provider_id, m.wait_sequence) ${op} (p.id, p.sequence)
+          WHERE p.is_active AND ($2::text IS NULL OR p.instance_id = $2)`;
 }
 
 /** Whether a row of `table` may be claimed at $1: queued and due, or claimed under an expired lease. */

@@ -87,26 +87,38 @@ export class SqliteMails {
     return row && mailFromRow(row);
   }
 
-  /** See MailStore.claimMails. */
+  /**
+   * See MailStore.claimMails. Walks the instances, taking each one's first
+   * due mails from the mails_claimable index, so the cost grows with the
+   * number of instances and of mails claimed, not with the backlog: mails
+   * waiting for a provider, or scheduled later, are never read. The index
+   * condition is repeated word for word because SQLite only uses a partial
+   * index when the query states its condition. A claimed mail was due when
+   * claimed, so "next_attempt_at <= now" holds for expired claims too.
+   */
   claim(req: ClaimRequest): OutboxMail[] {
     const now = req.now.getTime();
-    const skip = JSON.stringify(req.skipInstances);
     const rows = this.statements
       .prepare(
-        `UPDATE mails SET state = 'sending', claimed_by = ?, claim_expires_at = ?, attempts = attempts + 1
+        `UPDATE mails SET state = 'sending', claimed_by = @worker, claim_expires_at = @expires, attempts = attempts + 1
          WHERE id IN (
-           SELECT id FROM (
-             SELECT id, next_attempt_at,
-                    ROW_NUMBER() OVER (PARTITION BY instance_id ORDER BY next_attempt_at) AS rank
-             FROM mails
-             WHERE ((state = 'queued' AND wait_reason = '' AND next_attempt_at <= ?)
-                 OR (state = 'sending' AND claim_expires_at <= ?))
-               AND instance_id NOT IN (SELECT value FROM json_each(?)))
-           WHERE rank <= ?
-           ORDER BY next_attempt_at LIMIT ?)
+           SELECT m.id FROM instances i JOIN mails m ON m.rowid IN (
+             SELECT c.rowid FROM mails c
+             WHERE c.instance_id = i.id AND ((c.state = 'queued' AND c.wait_reason = '') OR c.state = 'sending')
+               AND c.next_attempt_at <= @now AND (c.state = 'queued' OR c.claim_expires_at <= @now)
+             ORDER BY c.next_attempt_at LIMIT @rank)
+           WHERE i.id NOT IN (SELECT value FROM json_each(@skip))
+           ORDER BY m.next_attempt_at LIMIT @limit)
          RETURNING *`,
       )
-      .all(req.workerId, now + req.leaseMs, now, now, skip, req.perInstanceLimit, req.limit) as MailRow[];
+      .all({
+        worker: req.workerId,
+        expires: now + req.leaseMs,
+        now,
+        rank: req.perInstanceLimit,
+        skip: JSON.stringify(req.skipInstances),
+        limit: req.limit,
+      }) as MailRow[];
     return rows.map(mailFromRow).sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime());
   }
 
@@ -154,16 +166,30 @@ export class SqliteMails {
       .run({ worker: workerId, now: now.getTime() }).changes;
   }
 
-  /** See MailStore.wakeWaitingMails. */
+  /**
+   * See MailStore.wakeWaitingMails. Driven by the active providers: for each,
+   * the instance's waiting mails that recorded another provider or another
+   * sequence, read as four ranges of mails_waiting around the current
+   * (provider, sequence): spelled out, because SQLite narrows a row-value
+   * comparison only by its first column. Mails still waiting on the current
+   * provider and sequence, however many, are not read. A no_provider wait
+   * records provider "" and sequence 0, which sorts before every provider.
+   */
   wake(now: Date, instanceId?: string): number {
-    const scope = instanceId === undefined ? "" : "AND m.instance_id = @instance";
+    const ranges = [
+      "m.wait_provider_id < p.id",
+      "m.wait_provider_id > p.id",
+      "m.wait_provider_id = p.id AND m.wait_sequence < p.sequence",
+      "m.wait_provider_id = p.id AND m.wait_sequence > p.sequence",
+    ];
+    const waking = ranges.map(
+      (range) =>
+        `SELECT m.rowid FROM smtp_providers p JOIN mails m
+           ON m.instance_id = p.instance_id AND m.wait_reason <> '' AND ${range}
+         WHERE p.is_active = 1 AND (@instance = '' OR p.instance_id = @instance)`,
+    );
     return this.statements
-      .prepare(
-        `UPDATE mails AS m SET wait_reason = '', next_attempt_at = @now
-         WHERE m.state = 'queued' AND m.wait_reason <> '' ${scope}
-           AND EXISTS (SELECT 1 FROM smtp_providers p WHERE p.instance_id = m.instance_id AND p.is_active = 1
-                       AND (m.wait_reason = 'no_provider' OR p.id <> m.wait_provider_id OR p.sequence <> m.wait_sequence))`,
-      )
+      .prepare(`UPDATE mails SET wait_reason = '', next_attempt_at = @now WHERE rowid IN (${waking.join(" UNION ALL ")})`)
       .run({ now: now.getTime(), instance: instanceId ?? "" }).changes;
   }
 
@@ -184,9 +210,14 @@ export class SqliteMails {
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
-  /** See MailStore.oldestMails. */
+  /** See MailStore.oldestMails. One index lookup per state (mails_age). */
   oldest(): Record<string, Date> {
-    const rows = this.statements.prepare("SELECT state, MIN(created_at) AS at FROM mails GROUP BY state").all() as { state: string; at: number }[];
-    return Object.fromEntries(rows.map((r) => [r.state, new Date(r.at)]));
+    const rows = this.statements
+      .prepare(
+        `SELECT s.state, (SELECT MIN(created_at) FROM mails WHERE state = s.state) AS at
+         FROM (SELECT 'queued' AS state UNION ALL SELECT 'sending' UNION ALL SELECT 'sent' UNION ALL SELECT 'failed') s`,
+      )
+      .all() as { state: string; at: number | null }[];
+    return Object.fromEntries(rows.filter((r) => r.at !== null).map((r) => [r.state, new Date(r.at!)]));
   }
 }

@@ -83,4 +83,19 @@ export const sqliteMigrations: readonly string[] = [
   CREATE INDEX mails_due ON mails (state, next_attempt_at);
   CREATE INDEX mails_waiting ON mails (wait_reason, instance_id) WHERE wait_reason <> '';
   `,
+  // The outbox's periodic queries (claim, wake, expire) scanned every queued
+  // mail, so a backlog of mails waiting for a provider made each worker tick
+  // cost time in proportion to it. Each gets an index that holds only the
+  // rows it can act on; see sqlite-mails.ts for the queries that use them.
+  `
+  DROP INDEX mails_due;
+  DROP INDEX mails_waiting;
+  -- claim: mails that may be sent now or soon, and claims that may expire
+  CREATE INDEX mails_claimable ON mails (instance_id, next_attempt_at)
+    WHERE (state = 'queued' AND wait_reason = '') OR state = 'sending';
+  -- wake: waiting mails by what they wait for
+  CREATE INDEX mails_waiting ON mails (instance_id, wait_provider_id, wait_sequence) WHERE wait_reason <> '';
+  -- expire, and the outbox age in metrics
+  CREATE INDEX mails_age ON mails (state, created_at);
+  `,
 ];

@@ -270,6 +270,24 @@ function describeWaking(ctx: ContractContext): void {
       assert.equal((await ctx.store.findMail("inst-a", "m2"))?.waitReason, "credentials");
     });
 
+    // The engines find these mails as index ranges on either side of the
+    // active (provider, sequence), so every side is checked here.
+    test("waits on providers or sequences sorting before and after the active one all wake; the wait on it stays", async () => {
+      const current = await commitProvider(ctx.store, provider("p5", { isActive: true }));
+      const waits: Array<[string, AttemptOutcome]> = [
+        ["before-provider", credentialsWait("p1", current)],
+        ["after-provider", credentialsWait("p9", current)],
+        ["older-sequence", credentialsWait("p5", current - 1n)],
+        ["newer-sequence", credentialsWait("p5", current + 1n)],
+        ["current", credentialsWait("p5", current)],
+      ];
+      for (const [i, [id, outcome]] of waits.entries()) await settleMail(ctx.store, mail(id, { createdAt: at(i) }), outcome);
+
+      assert.equal(await ctx.store.wakeWaitingMails(at(1000)), 4);
+      assert.deepEqual((await claimIds(ctx.store, claimAt(at(1000)))).sort(), ["after-provider", "before-provider", "newer-sequence", "older-sequence"]);
+      assert.equal((await ctx.store.findMail("inst-a", "current"))?.waitReason, "credentials");
+    });
+
     test("a no_provider wait wakes once any provider of its instance is active", async () => {
       await commitProvider(ctx.store, provider("p1"));
       await settleMail(ctx.store, mail("m1"), noProviderWait);
