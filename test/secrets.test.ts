@@ -304,7 +304,7 @@ describe("passwords in a child serve's output", () => {
 });
 
 describe("a sealed value copied onto another provider", () => {
-  test("fails closed with Internal, and no AUTH reaches the SMTP server", async () => {
+  test("fails closed with FailedPrecondition, and no AUTH reaches the SMTP server", async () => {
     const sink = await startSmtpSink({ users: { alpha: "alpha-secret", beta: "beta-secret" } });
     let t = await startTestServer();
     try {
@@ -339,7 +339,8 @@ describe("a sealed value copied onto another provider", () => {
         restarted.testSMTPConfigById({ id: beta, ...receiver }),
         (err: unknown) => {
           assert.ok(err instanceof ConnectError);
-          assert.equal(err.code, Code.Internal);
+          assert.equal(err.code, Code.FailedPrecondition);
+          assert.match(err.rawMessage, /set the password again/);
           assert.ok(!err.message.includes("alpha-secret") && !err.message.includes("beta-secret"));
           return true;
         },

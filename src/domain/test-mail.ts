@@ -5,7 +5,7 @@
  */
 import { requirePermission, type Principal } from "./access.js";
 import type { DomainDeps } from "./deps.js";
-import { DomainError } from "./errors.js";
+import { DomainError, isDomainError } from "./errors.js";
 import type { SmtpSettings } from "./mail.js";
 import { checkLength, checkAddress, limits } from "./validate.js";
 import { notFound } from "./provider-commands.js";
@@ -95,8 +95,24 @@ function checkReceiver(address: string): void {
   checkAddress("receiver_address", address);
 }
 
+/**
+ * The provider's stored password, opened. A value that does not open
+ * (tampered, or sealed under a key this server does not hold) fails closed
+ * before any connection, as FailedPrecondition rather than Internal: the
+ * administrator can mend it by setting the password again, and is told so.
+ * The operator is told too, since a wrong master key is theirs to fix.
+ */
 function openPassword(deps: DomainDeps, p: SmtpProvider): string {
-  return deps.secrets.open(p.sealedPassword, { instanceId: p.instanceId, providerId: p.id });
+  try {
+    return deps.secrets.open(p.sealedPassword, { instanceId: p.instanceId, providerId: p.id });
+  } catch (err) {
+    if (!isDomainError(err, "internal") || !err.id.startsWith("CRYPTO-")) throw err;
+    deps.log.error(
+      { event: "smtp.password_unreadable", instanceId: p.instanceId, configId: p.id, errorId: err.id, reason: err.message },
+      "stored smtp password cannot be opened",
+    );
+    throw new DomainError("failed_precondition", err.id, `${err.message}; set the password again`, { cause: err });
+  }
 }
 
 async function sendTest(

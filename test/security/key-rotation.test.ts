@@ -210,9 +210,10 @@ describe("a tampered sealed value", () => {
     await sink.stop();
   });
 
-  test("TestSMTPConfigById fails closed with Internal, and the SMTP server sees no connection", async () => {
+  test("TestSMTPConfigById fails closed with FailedPrecondition asking for the password again, and the SMTP server sees no connection", async () => {
     const connections = sink.connectionCount();
-    await expectError(admin.testSMTPConfigById({ id: tamperedId, receiverAddress }), Code.Internal);
+    const err = await expectError(admin.testSMTPConfigById({ id: tamperedId, receiverAddress }), Code.FailedPrecondition);
+    assert.match(err.rawMessage, /stored password failed its integrity check; set the password again \(CRYPTO-open01\)/);
     assert.equal(sink.connectionCount(), connections);
     assert.deepEqual(sink.authAttempts, []);
     assert.ok(t.logLines.some((line) => line.includes("stored password failed its integrity check")), "the log names the cause");
