@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { isRole, roles, type Role } from "./domain/access.js";
 import { DomainError } from "./domain/errors.js";
+import { defaultRetryPolicy } from "./domain/outbox.js";
 import { addInstance, normalizeDomain } from "./domain/instances.js";
 import { resealPasswords, type ResealReport } from "./domain/reseal.js";
 import { keyIdOf, SecretBox } from "./domain/secret-box.js";
@@ -15,6 +16,7 @@ import { parseNetwork } from "./notify/outbound-guard.js";
 import {
   databaseUrlSpec,
   dataDirSpec,
+  parseDuration,
   parseLogLevel,
   parsePort,
   parseRate,
@@ -110,6 +112,7 @@ async function serve(args: string[]): Promise<number> {
       send_mail: rateLimit(parseRate("send-rate", v["send-rate"] as string), 1),
     },
     corsOrigins: v["cors-origin"] as string[],
+    outbox: { policy: { ...defaultRetryPolicy, maxAgeMs: parseDuration("mail-max-age", v["mail-max-age"] as string) } },
   });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -10,7 +10,9 @@ import { after, describe, test } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AdminService } from "../src/gen/zitadel/admin/v1/admin_pb.js";
+import { MailState } from "../src/gen/smtpgate/notify/v1/notify_pb.js";
 import { bearer } from "./helpers/clients.js";
+import { notifyClient } from "./helpers/notify.js";
 import { runCommand, startChildServer, type ChildServer } from "./helpers/child-server.js";
 
 const tempDirs: string[] = [];
@@ -166,6 +168,14 @@ describe("smtpgate usage errors", () => {
     assert.match(result.stderr, /--port/);
   });
 
+  for (const value of ["24", "0h", "1w", "5 m", "1.5h"]) {
+    test(`serve --mail-max-age ${value} exits 2 and names the flag and the form it wants`, async () => {
+      const result = await runCommand(["serve", "--mail-max-age", value, "--data-dir", newDataDir()]);
+      assert.equal(result.code, 2);
+      assert.match(result.stderr, /--mail-max-age must be a positive number followed by s, m, h or d/);
+    });
+  }
+
   test("an invalid SMTPGATE_PORT exits 2 and names --port", async () => {
     const result = await runCommand(["serve", "--data-dir", newDataDir()], {
       env: { SMTPGATE_PORT: "http" },
@@ -291,6 +301,23 @@ describe("smtpgate serve", () => {
     assert.equal(server.listening.dataDir, dataDir);
     const token = readFileSync(join(dataDir, "admin.pat"), "utf8").trim();
     await clientFor(server.port, token).listSMTPConfigs({});
+    assert.equal((await server.stop()).code, 0);
+  });
+
+  test("SMTPGATE_MAIL_MAX_AGE sets how long a mail may wait: past it, a mail waiting for a provider fails and says why", async () => {
+    const dataDir = newDataDir();
+    const server = await serve(["--port", "0", "--data-dir", dataDir], { SMTPGATE_MAIL_MAX_AGE: "1s" });
+    const token = readFileSync(join(dataDir, "admin.pat"), "utf8").trim();
+    const notify = notifyClient("connect-json", server.baseUrl, token);
+    const { mail } = await notify.sendMail({ to: ["someone@example.com"], subject: "hello", textBody: "body" });
+
+    let found = mail;
+    for (let tries = 0; tries < 100 && found?.state !== MailState.FAILED; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      found = (await notify.getMail({ id: mail!.id })).mail;
+    }
+    assert.equal(found?.state, MailState.FAILED);
+    assert.match(found?.lastError ?? "", /gave up: not delivered within the maximum age; last error: no active SMTP provider/);
     assert.equal((await server.stop()).code, 0);
   });
 

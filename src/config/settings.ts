@@ -49,6 +49,7 @@ export const serveSpecs: readonly SettingSpec[] = [
   { flag: "smtp-deny-network", env: "SMTPGATE_SMTP_DENY_NETWORK", kind: "list", help: "network (CIDR or address) SMTP hosts may not resolve to, checked on every connection, on top of the always-denied link-local and cloud metadata addresses, e.g. 10.0.0.0/8 (repeatable; env: comma-separated)" },
   { flag: "test-mail-rate", env: "SMTPGATE_TEST_MAIL_RATE", kind: "string", default: "10", help: "test mails per minute per instance, also the burst; 0 for no limit" },
   { flag: "send-rate", env: "SMTPGATE_SEND_RATE", kind: "string", default: "100", help: "SendMail calls per second per instance, also the burst; 0 for no limit" },
+  { flag: "mail-max-age", env: "SMTPGATE_MAIL_MAX_AGE", kind: "string", default: "24h", help: "how long a mail may wait for delivery (retrying, or waiting for a provider) before it fails, as a number with s, m, h or d" },
 ];
 
 /** Parsed values by flag name. */
@@ -111,4 +112,20 @@ export function parseRate(flag: string, text: string): number {
     throw new UsageError(`--${flag} must be a number of calls, 0 for no limit, got ${JSON.stringify(text)}`);
   }
   return rate;
+}
+
+const durationUnits: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/**
+ * A duration from text such as "90s", "15m", "24h" or "7d", in ms. Throws
+ * UsageError, naming `flag`, unless it is a positive whole number with one
+ * of those units.
+ */
+export function parseDuration(flag: string, text: string): number {
+  const match = /^(\d+)([smhd])$/.exec(text);
+  const ms = match ? Number(match[1]) * durationUnits[match[2]] : 0;
+  if (!match || ms <= 0 || !Number.isSafeInteger(ms)) {
+    throw new UsageError(`--${flag} must be a positive number followed by s, m, h or d (e.g. 24h), got ${JSON.stringify(text)}`);
+  }
+  return ms;
 }
