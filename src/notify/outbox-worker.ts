@@ -5,6 +5,12 @@
  * Correctness comes from the store: every attempt reads the active provider
  * and its sequence fresh, and every tick wakes mails whose provider changed.
  * The store's change feed only makes ticks happen sooner.
+ *
+ * A claim is a lease: while an attempt runs, the worker extends the claims
+ * it holds every third of a lease, so a slow send (a server that drips its
+ * replies, a queue for a pooled connection) is never taken over and sent
+ * twice while it is still going. Only a worker that stops extending (its
+ * process died, or lost the store for a whole lease) loses its mails.
  */
 import type { DomainDeps, Logger } from "../domain/deps.js";
 import { DomainError } from "../domain/errors.js";
@@ -22,7 +28,7 @@ export interface WorkerOptions {
   readonly concurrency?: number;
   /** Mails in flight at once for one instance; default 4. */
   readonly perInstance?: number;
-  /** How long a claim holds before another worker may take over, ms; default 120000. */
+  /** How long a claim holds before another worker may take over unless extended, ms; default 120000. */
   readonly leaseMs?: number;
   /** Time between ticks when nothing wakes the worker, ms; default 1000. */
   readonly pollMs?: number;
@@ -47,6 +53,7 @@ export class OutboxWorker {
   private readonly perInstanceCount = new Map<string, number>();
   private readonly opts: Required<WorkerOptions>;
   private timer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private ticking: Promise<void> | undefined;
   private tickAgain = false;
@@ -76,7 +83,21 @@ export class OutboxWorker {
     this.unsubscribe = this.store.subscribe(() => this.kick());
     this.timer = setInterval(() => this.kick(), this.opts.pollMs);
     this.timer.unref();
+    this.renewTimer = setInterval(() => void this.extendClaims(), this.opts.leaseMs / 3);
+    this.renewTimer.unref();
     this.kick();
+  }
+
+  /** Extends the claims of the mails in flight by a lease from now. Never rejects. */
+  private async extendClaims(): Promise<void> {
+    if (this.inFlight.size === 0) return;
+    const until = new Date(this.deps.now().getTime() + this.opts.leaseMs);
+    try {
+      await this.store.extendClaims(this.opts.workerId, [...this.inFlight.keys()], until);
+    } catch (err) {
+      // The next round tries again; two missed rounds still leave a third of the lease.
+      this.log.warn({ event: "outbox.extend_failed", inFlight: this.inFlight.size, err: (err as Error).message }, "claims not extended");
+    }
   }
 
   /** Runs a tick soon; coalesces with one already running. */
@@ -266,6 +287,7 @@ export class OutboxWorker {
     await this.ticking;
     const grace = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([Promise.allSettled(this.inFlight.values()), grace]);
+    clearInterval(this.renewTimer);
     // If the store is gone, the claims simply expire and another worker (or
     // the next start) takes the mails over.
     const released = await this.store.releaseClaims(this.opts.workerId, this.deps.now()).catch((err: Error) => {

@@ -140,6 +140,15 @@ export class PostgresMails {
     return result.rowCount === 1;
   }
 
+  /** See MailStore.extendClaims. */
+  async extend(workerId: string, ids: readonly string[], until: Date): Promise<number> {
+    const { rowCount } = await this.query(
+      "UPDATE mails SET claim_expires_at = $3 WHERE state = 'sending' AND claimed_by = $1 AND id = ANY($2::text[])",
+      [workerId, ids, until],
+    );
+    return rowCount ?? 0;
+  }
+
   /** See MailStore.releaseClaims. Announces the released mails to every replica. */
   async release(workerId: string, now: Date): Promise<number> {
     return this.countAnnounced(

@@ -285,6 +285,10 @@ export class PostgresStore implements Store {
     return this.mails.complete(id, workerId, outcome, now);
   }
 
+  extendClaims(workerId: string, ids: readonly string[], until: Date): Promise<number> {
+    return this.mails.extend(workerId, ids, until);
+  }
+
   releaseClaims(workerId: string, now: Date): Promise<number> {
     return this.mails.release(workerId, now);
   }

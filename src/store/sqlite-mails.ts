@@ -155,6 +155,16 @@ export class SqliteMails {
     return result.changes === 1;
   }
 
+  /** See MailStore.extendClaims. */
+  extend(workerId: string, ids: readonly string[], until: Date): number {
+    return this.statements
+      .prepare(
+        `UPDATE mails SET claim_expires_at = @until
+         WHERE state = 'sending' AND claimed_by = @worker AND id IN (SELECT value FROM json_each(@ids))`,
+      )
+      .run({ until: until.getTime(), worker: workerId, ids: JSON.stringify(ids) }).changes;
+  }
+
   /** See MailStore.releaseClaims. */
   release(workerId: string, now: Date): number {
     const who = workerId === "*" ? "" : "AND claimed_by = @worker";

@@ -169,6 +169,10 @@ export class SqliteStore implements Store {
     return this.writes.run(() => this.mails.complete(id, workerId, outcome, now));
   }
 
+  async extendClaims(workerId: string, ids: readonly string[], until: Date): Promise<number> {
+    return this.mails.extend(workerId, ids, until);
+  }
+
   async releaseClaims(workerId: string, now: Date): Promise<number> {
     return this.mails.release(workerId, now);
   }

@@ -135,6 +135,12 @@ export interface MailStore {
    * worker no longer holds the claim.
    */
   completeMail(id: string, workerId: string, outcome: AttemptOutcome, now: Date): Promise<boolean>;
+  /**
+   * Moves the claim of each of `ids` that `workerId` still holds to expire
+   * at `until`, so a send that takes longer than one lease is not taken over
+   * while it runs. Returns how many claims were extended.
+   */
+  extendClaims(workerId: string, ids: readonly string[], until: Date): Promise<number>;
   /** Puts claimed mails of a worker back in the queue, due now, the attempt not counted. */
   releaseClaims(workerId: string | "*", now: Date): Promise<number>;
   /**

@@ -168,6 +168,18 @@ function describeClaims(ctx: ContractContext): void {
       assert.equal(await ctx.store.completeMail("m1", "w2", sent, at(1600)), true);
     });
 
+    test("an extended claim holds past its first lease; only the claiming worker's own claims are extended", async () => {
+      await enqueueAll(ctx.store, [mail("m1"), mail("m2", { createdAt: at(1) })]);
+      await ctx.store.claimMails(claimAt(at(10), { workerId: "w1", leaseMs: 1000, limit: 1 }));
+      await ctx.store.claimMails(claimAt(at(10), { workerId: "w2", leaseMs: 1000, limit: 1 }));
+
+      assert.equal(await ctx.store.extendClaims("w1", ["m1", "m2", "unknown"], at(5000)), 1);
+      assert.deepEqual(await claimIds(ctx.store, claimAt(at(1010), { workerId: "w3" })), ["m2"]);
+      assert.deepEqual(await claimIds(ctx.store, claimAt(at(4999), { workerId: "w3" })), []);
+      assert.deepEqual(await claimIds(ctx.store, claimAt(at(5000), { workerId: "w3" })), ["m1"]);
+      assert.equal(await ctx.store.extendClaims("w1", ["m1"], at(9000)), 0, "w1 lost m1 and cannot extend it");
+    });
+
     test("a mail waiting for a provider change is never claimed, however late", async () => {
       await settleMail(ctx.store, mail("m1"), credentialsWait("p1", 1n));
       await settleMail(ctx.store, mail("m2", { createdAt: at(1) }), noProviderWait);
