@@ -76,28 +76,41 @@ export class PostgresMails {
    * instance), so one instance's backlog cannot fill the candidate rows and
    * hide other instances' due mails, and the cost grows with the instances
    * and the mails claimed, not with the backlog. A claimed mail was due when
-   * claimed, so "next_attempt_at <= now" holds for expired claims too. The
-   * due test is repeated on the locked rows: a row another replica claimed
-   * since this statement's snapshot is re-checked in its new version,
-   * fails, and is skipped.
+   * claimed, so "next_attempt_at <= now" holds for expired claims too.
+   *
+   * Replicas claiming at once see the same candidates, and skip the rows
+   * another one has locked. So each instance offers twice its share, up to
+   * twice the limit is locked, and the per-instance cap is applied to the
+   * rows this claim did lock: a replica that lost the race for the first
+   * rows takes the next ones instead of coming back empty. The due test is
+   * repeated on the locked rows: a row another replica claimed since this
+   * statement's snapshot is re-checked in its new version, fails, and is
+   * skipped. Locked rows not claimed are unlocked when the statement ends.
    */
   async claim(req: ClaimRequest): Promise<OutboxMail[]> {
     const { rows } = await this.query(
-      `WITH ranked AS (
+      `WITH candidates AS (
          SELECT c.id, c.next_attempt_at
          FROM instances i CROSS JOIN LATERAL (
            SELECT id, next_attempt_at FROM mails
            WHERE instance_id = i.id AND ((state = 'queued' AND wait_reason = '') OR state = 'sending')
              AND next_attempt_at <= $1 AND (state = 'queued' OR claim_expires_at <= $1)
            ORDER BY next_attempt_at, id
-           LIMIT $3) c
+           LIMIT 2 * $3) c
          WHERE NOT (i.id = ANY($2::text[]))
-       ), picked AS (
-         SELECT m.id FROM mails m JOIN ranked r ON r.id = m.id
+       ), locked AS (
+         SELECT m.id, m.instance_id, m.next_attempt_at FROM mails m JOIN candidates r ON r.id = m.id
          WHERE ${dueCondition("m")}
-         ORDER BY r.next_attempt_at, r.id
-         LIMIT $4
+         ORDER BY m.next_attempt_at, m.id
+         LIMIT 2 * $4
          FOR UPDATE OF m SKIP LOCKED
+       ), picked AS (
+         SELECT id FROM (
+           SELECT id, next_attempt_at, row_number() OVER (PARTITION BY instance_id ORDER BY next_attempt_at, id) AS rank
+           FROM locked) ranked
+         WHERE rank <= $3
+         ORDER BY next_attempt_at, id
+         LIMIT $4
        )
        UPDATE mails SET state = 'sending', claimed_by = $5, claim_expires_at = $6, attempts = mails.attempts + 1
        FROM picked WHERE mails.id = picked.id
