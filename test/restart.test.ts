@@ -144,14 +144,16 @@ async function assertIntact(
   await assertLogsIn(client, sink, ids.beta, "beta", "beta-after-restart");
 }
 
-async function assertInternal(promise: Promise<unknown>, secrets: string[]): Promise<void> {
+/** Asserts the refusal of a password no configured key opens: FailedPrecondition, asking for it again, no secret. */
+async function assertUnopenable(promise: Promise<unknown>, secrets: string[]): Promise<void> {
   await assert.rejects(promise, (err: unknown) => {
     assert.ok(err instanceof ConnectError);
     assert.equal(
       err.code,
-      Code.Internal,
-      `expected Internal, got ${Code[err.code]}: ${err.message}`,
+      Code.FailedPrecondition,
+      `expected FailedPrecondition, got ${Code[err.code]}: ${err.message}`,
     );
+    assert.match(err.rawMessage, /cannot be opened with the configured master keys; set the password again \(CRYPTO-key01\)/);
     for (const secret of secrets)
       assert.ok(!err.message.includes(secret), "the error message contains a secret");
     return true;
@@ -196,7 +198,7 @@ describe("restart after SIGKILL", () => {
 });
 
 describe("restart with another master key", () => {
-  test("TestSMTPConfigById fails closed with Internal and no AUTH reaches the sink", async () => {
+  test("TestSMTPConfigById fails closed with FailedPrecondition and no AUTH reaches the sink", async () => {
     const sink = await sinkFor(sinkUsers);
     const dataDir = newDataDir();
     const first = await server(dataDir);
@@ -213,8 +215,8 @@ describe("restart with another master key", () => {
     const authBefore = sink.authAttempts.length;
     const secrets = ["alpha-final", "beta-final", "alpha-old", wrongKey];
 
-    await assertInternal(client.testSMTPConfigById({ id: ids.alpha, ...receiver }), secrets);
-    await assertInternal(client.testSMTPConfigById({ id: ids.beta, ...receiver }), secrets);
+    await assertUnopenable(client.testSMTPConfigById({ id: ids.alpha, ...receiver }), secrets);
+    await assertUnopenable(client.testSMTPConfigById({ id: ids.beta, ...receiver }), secrets);
     assert.equal(sink.authAttempts.length, authBefore, "an AUTH reached the sink");
     assert.equal(sink.connectionCount(), connectionsBefore, "the server connected to the sink");
     for (const line of second.logLines) {
@@ -240,7 +242,7 @@ describe("restart with another master key", () => {
       SMTPGATE_MASTERKEY: wrongKey,
     });
     const authBefore = sink.authAttempts.length;
-    await assertInternal(
+    await assertUnopenable(
       adminClient("grpc-web", second.baseUrl, token).testSMTPConfigById({
         id: ids.alpha,
         ...receiver,

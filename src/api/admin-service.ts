@@ -11,6 +11,7 @@ import {
   addProvider,
   changeSmtpPassword,
   deactivateProvider,
+  refuseHttpProvider,
   removeProvider,
   updateProvider,
 } from "../domain/provider-commands.js";
@@ -108,6 +109,8 @@ function emailProviderHandlers(deps: DomainDeps) {
       const input = { id: req.id, password: req.password };
       return { details: detailsToProto(await changeSmtpPassword(deps, principalOf(ctx), input)) };
     },
+    addEmailProviderHTTP: (_req, ctx) => refuseHttpProvider(principalOf(ctx)),
+    updateEmailProviderHTTP: (_req, ctx) => refuseHttpProvider(principalOf(ctx)),
     async activateEmailProvider(req, ctx) {
       return { details: detailsToProto(await activateProvider(deps, principalOf(ctx), req.id)) };
     },

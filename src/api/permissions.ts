@@ -34,6 +34,9 @@ export const requirementByMethod: Readonly<Record<string, Requirement>> = {
   RemoveEmailProvider: "iam.write",
   TestEmailProviderSMTPById: "iam.write",
   TestEmailProviderSMTP: "iam.write",
+  // Not offered (webhook delivery); answered Unimplemented after the permission check.
+  AddEmailProviderHTTP: "iam.write",
+  UpdateEmailProviderHTTP: "iam.write",
   SendMail: "notify.send",
   GetMail: "notify.send",
   // Infrastructure services, by full name: probes and tools call them

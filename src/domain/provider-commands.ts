@@ -237,3 +237,18 @@ function changedSettings(current: SmtpProvider, input: ProviderSettings): Partia
   }
   return changed as Partial<ProviderSettings>;
 }
+
+/**
+ * Answers the RPCs of HTTP (webhook) email providers, which smtpgate does
+ * not offer: it delivers over SMTP only. The caller's permission is checked
+ * first, as for any write, so a viewer learns no more than "forbidden".
+ * Always throws: DomainError "forbidden" or "unimplemented".
+ */
+export function refuseHttpProvider(principal: Principal): never {
+  requirePermission(principal, "iam.write");
+  throw new DomainError(
+    "unimplemented",
+    "EMAIL-http01",
+    "HTTP email providers (webhook delivery) are not supported; smtpgate delivers over SMTP: use AddEmailProviderSMTP",
+  );
+}

@@ -40,6 +40,9 @@ const writeRpcs = [
   "removeEmailProvider",
   "testEmailProviderSMTPById",
   "testEmailProviderSMTP",
+  // Not offered, but guarded like any write (see email-provider.test.ts).
+  "addEmailProviderHTTP",
+  "updateEmailProviderHTTP",
 ] as const;
 
 type Rpc = (typeof readRpcs)[number] | (typeof writeRpcs)[number];

@@ -226,6 +226,23 @@ describe("email providers", () => {
         );
       });
 
+      test("AddEmailProviderHTTP and UpdateEmailProviderHTTP answer Unimplemented saying why and store nothing; a viewer is refused first", async () => {
+        const own = await freshTenant();
+        const eventsBefore = (await own.events()).length;
+        const calls = (client: typeof own.owner) => [
+          client.addEmailProviderHTTP({ endpoint: "https://hooks.example.com/mail", description: "webhook" }),
+          client.updateEmailProviderHTTP({ id: unknownId, endpoint: "https://hooks.example.com/mail" }),
+        ];
+        for (const call of calls(own.owner)) {
+          const err = await expectError(call, Code.Unimplemented);
+          assert.match(err.rawMessage, /HTTP email providers \(webhook delivery\) are not supported.*AddEmailProviderSMTP \(EMAIL-http01\)$/);
+        }
+        const viewer = own.client(await own.token(["IAM_OWNER_VIEWER"]));
+        for (const call of calls(viewer)) await expectError(call, Code.PermissionDenied);
+        assert.equal((await own.events()).length, eventsBefore);
+        assert.equal((await own.owner.listEmailProviders({})).result.length, 0);
+      });
+
       test("a provider added as an SMTP config is read, changed, activated and removed as an email provider", async () => {
         const own = await freshTenant();
         const { id } = await own.owner.addSMTPConfig(providerInput({ description: "smtp family" }));

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import Database from "better-sqlite3";
 import type { Role } from "../../src/domain/access.js";
 import { addInstance } from "../../src/domain/instances.js";
 import { createToken } from "../../src/domain/tokens.js";
@@ -73,4 +74,18 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}): Pr
       if (!opts?.keepData) rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Drops the event log from the SQLite file of a running server, behind its
+ * back, so every write it tries from then on fails in a way no request can
+ * cause on purpose: the tests of the Internal row use it. Reads still work.
+ */
+export function breakEventLog(dataDir: string): void {
+  const db = new Database(join(dataDir, "smtpgate.db"));
+  try {
+    db.exec("DROP TABLE events");
+  } finally {
+    db.close();
+  }
 }
