@@ -402,6 +402,34 @@ describe("REST error statuses", () => {
   });
 });
 
+describe("REST order of checks, as WIRE.md's: instance, token, permission, then input", () => {
+  const f = restFixture();
+  const oversized = JSON.stringify({ description: "x".repeat(3 * 1024 * 1024) });
+  const route = `${prefix}/smtp/123456789012345678`;
+
+  test("a body too large or not JSON, without a token, answers 401 Unauthenticated", async () => {
+    for (const body of [oversized, "{"]) {
+      assertGatewayError(await rest(f.t.baseUrl, "PUT", route, { body }), 401, Code.Unauthenticated);
+    }
+  });
+
+  test("the same bodies with a viewer token answer 403 PermissionDenied", async () => {
+    const viewer = await f.t.token(["IAM_OWNER_VIEWER"]);
+    for (const body of [oversized, "{"]) {
+      assertGatewayError(await rest(f.t.baseUrl, "PUT", route, { token: viewer, body }), 403, Code.PermissionDenied);
+    }
+  });
+
+  test("with the owner's token, the input is refused: 429 for the size, 400 for the JSON", async () => {
+    assertGatewayError(await rest(f.t.baseUrl, "PUT", route, { token: f.t.ownerToken, body: oversized }), 429, Code.ResourceExhausted, "REST-size01");
+    assertGatewayError(await rest(f.t.baseUrl, "PUT", route, { token: f.t.ownerToken, body: "{" }), 400, Code.InvalidArgument);
+    assert.ok(
+      f.t.logLines.some((line) => line.includes('"event":"rpc.done"') && line.includes('"protocol":"rest"') && line.includes('"code":"ResourceExhausted"')),
+      "the refusal has its request log line",
+    );
+  });
+});
+
 describe("REST HTTP-provider routes", () => {
   const f = restFixture();
 

@@ -5,6 +5,12 @@
  * error mapper, domain). Only the envelope changes: path variables and query
  * parameters are merged into the request message, and errors get
  * grpc-gateway's body.
+ *
+ * A request whose body or parameters cannot make a message (too large, a
+ * path variable the message lacks, a mistyped query value) is still handed
+ * to the handler, with a body that fails as it is read: the auth gate runs
+ * first, so REST keeps WIRE.md's order of checks (instance, token,
+ * permission, then input), as Connect and gRPC do.
  */
 import type http from "node:http";
 import type http2 from "node:http2";
@@ -16,6 +22,7 @@ import { errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "../../domain/deps.js";
 import { errorWithId } from "../error-mapper.js";
 import { withCheckedBody } from "../request-body.js";
+import { logOutcome } from "../request-log.js";
 import { gatewayError, toGatewayError, type GatewayError } from "./gateway-error.js";
 import { compareSpecificity, matchPath, splitPath } from "./path-template.js";
 import type { RestRoute } from "./http-rules.js";
@@ -86,8 +93,14 @@ export class RestTranscoder {
         const text = `method ${req.method} is not allowed on this path`;
         return send(res, { ...gatewayError(Code.Unimplemented, "REST-verb01", text), status: 405 });
       }
-      const body = await readBody(req, this.readMaxBytes, found.bound.route.body === "*");
-      const message = requestJson(found.bound.handler.method.input, body, found.vars, url.searchParams);
+      let message: JsonValue | Buffer | ConnectError;
+      try {
+        const body = await readBody(req, this.readMaxBytes, found.bound.route.body === "*");
+        message = requestJson(found.bound.handler.method.input, body, found.vars, url.searchParams);
+      } catch (err) {
+        if (!(err instanceof ConnectError)) throw err;
+        message = err;
+      }
       await this.forward(req, res, found.bound.handler, message);
     } catch (err) {
       if (!(err instanceof ConnectError)) {
@@ -97,7 +110,13 @@ export class RestTranscoder {
     }
   }
 
-  private async forward(req: NodeRequest, res: NodeResponse, handler: UniversalHandler, message: JsonValue | Buffer): Promise<void> {
+  /** Calls `handler` with `message`, or with a body that fails with `message` when it is a refusal. */
+  private async forward(
+    req: NodeRequest,
+    res: NodeResponse,
+    handler: UniversalHandler,
+    message: JsonValue | Buffer | ConnectError,
+  ): Promise<void> {
     const abort = new AbortController();
     res.once("close", () => abort.abort());
     const header = new Headers({ "content-type": "application/json", "connect-protocol-version": "1" });
@@ -108,15 +127,19 @@ export class RestTranscoder {
     // Bytes, and checked like a Connect JSON body, so that a body that does
     // not decode (bytes that did not parse go in raw) is refused after the
     // auth checks, in the usual order, with the same error and id.
-    const bytes = Buffer.isBuffer(message) ? message : Buffer.from(JSON.stringify(message));
+    const values = createContextValues().set(protocolKey, "rest");
+    const body =
+      message instanceof ConnectError
+        ? refusedBody(message, () => logOutcome({ log: this.log }, { method: handler.method, values }, message))
+        : oneChunk(Buffer.isBuffer(message) ? message : Buffer.from(JSON.stringify(message)));
     const uReq: UniversalServerRequest = {
       httpVersion: req.httpVersion,
       method: "POST",
       url: new URL(handler.requestPath, `http://${authority ?? "unknown.invalid"}`).toString(),
       header,
-      body: oneChunk(bytes),
+      body,
       signal: abort.signal,
-      contextValues: createContextValues().set(protocolKey, "rest"),
+      contextValues: values,
     };
     const uRes = await handler(withCheckedBody(uReq, handler.method, { log: this.log }));
     const answer = await collect(uRes.body);
@@ -131,6 +154,17 @@ export class RestTranscoder {
 
 async function* oneChunk(bytes: Uint8Array): AsyncIterable<Uint8Array> {
   yield bytes;
+}
+
+/**
+ * A body that fails with `refusal` when read: the handler reads it only
+ * after its auth gate admitted the call. `log` runs then, once, since a
+ * failure while reading the body passes no interceptor, the request log's
+ * included.
+ */
+async function* refusedBody(refusal: ConnectError, log: () => void): AsyncIterable<Uint8Array> {
+  log();
+  throw refusal;
 }
 
 async function collect(body: AsyncIterable<Uint8Array> | undefined): Promise<Buffer> {
