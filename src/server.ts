@@ -7,7 +7,7 @@ import type { DestinationStream } from "pino";
 import { createHandler, servedServiceNames } from "./api/handler.js";
 import { HealthMonitor } from "./api/health.js";
 import { Metrics } from "./api/metrics.js";
-import { listenDual, type DualServer } from "./api/listener.js";
+import { listenDual, type ConnectionLimits, type DualServer } from "./api/listener.js";
 import { createLogger } from "./config/logger.js";
 import { loadMasterKeys, masterKeyFile, readKeyFile } from "./config/master-key.js";
 import type { DomainDeps, Logger } from "./domain/deps.js";
@@ -58,6 +58,8 @@ export interface ServerConfig {
   readonly mailer?: MailSender;
   /** Outbox worker tuning (retry policy, concurrency, poll interval). */
   readonly outbox?: Partial<Omit<WorkerOptions, "workerId">>;
+  /** What one client may hold open on the port; defaults in api/listener.ts. */
+  readonly connectionLimits?: Partial<ConnectionLimits>;
   /** How long SIGTERM waits for mails in flight, ms; default 10000. */
   readonly shutdownGraceMs?: number;
 }
@@ -150,7 +152,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const health = new HealthMonitor(store, new Set(servedServiceNames));
   let server: DualServer;
   try {
-    server = await listenDual(createHandler(deps, { corsOrigins: config.corsOrigins, health, metrics }), config.host, config.port);
+    const handler = createHandler(deps, { corsOrigins: config.corsOrigins, health, metrics });
+    server = await listenDual(handler, { host: config.host, port: config.port, limits: config.connectionLimits });
   } catch (err) {
     await store.close();
     throw err;

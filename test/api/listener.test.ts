@@ -87,3 +87,105 @@ describe("one port for HTTP/1.1 and h2c", () => {
     assert.ok(health);
   });
 });
+
+describe("what one client may hold open on the port", () => {
+  const limits = { maxConnections: 4, maxStreamsPerSession: 5, sessionIdleMs: 300, requestMs: 400 };
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ connectionLimits: limits });
+  });
+  after(() => t.stop());
+
+  /** An h2c session to the server, and a promise of its first GOAWAY or close. */
+  function openSession(): { session: http2.ClientHttp2Session; ended: Promise<string> } {
+    const session = http2.connect(t.baseUrl);
+    session.on("error", () => {});
+    const ended = new Promise<string>((resolve) => {
+      session.once("goaway", () => resolve("goaway"));
+      session.once("close", () => resolve("close"));
+    });
+    return { session, ended };
+  }
+
+  /** GET /healthz on `session`; resolves with the status. */
+  function healthz(session: http2.ClientHttp2Session): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = session.request({ ":method": "GET", ":path": "/healthz" });
+      req.on("response", (headers) => resolve(Number(headers[":status"])));
+      req.on("error", reject);
+      req.resume();
+      req.end();
+    });
+  }
+
+  const within = <T>(promise: Promise<T>, ms: number, what: string) =>
+    Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms))]);
+
+  test("the server announces its limit of streams per HTTP/2 session", async () => {
+    const { session } = openSession();
+    try {
+      const settings = await within(new Promise<http2.Settings>((resolve) => session.once("remoteSettings", resolve)), 2000, "SETTINGS");
+      assert.equal(settings.maxConcurrentStreams, limits.maxStreamsPerSession);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  test("an HTTP/2 session left idle after its calls is closed with GOAWAY", async () => {
+    const { session, ended } = openSession();
+    try {
+      assert.equal(await healthz(session), 200);
+      assert.equal(await within(ended, 5 * limits.sessionIdleMs, "end of the idle session"), "goaway");
+    } finally {
+      session.destroy();
+    }
+  });
+
+  test("an HTTP/2 request whose body never ends is reset with CANCEL, and the session and server keep serving", async () => {
+    const { session } = openSession();
+    try {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/zitadel.admin.v1.AdminService/ListSMTPConfigs",
+        "content-type": "application/json",
+        authorization: `Bearer ${t.ownerToken}`,
+      });
+      stream.on("error", () => {});
+      stream.write("{");
+      const rstCode = await within(new Promise<number>((resolve) => stream.once("close", () => resolve(stream.rstCode))), 5 * limits.requestMs, "reset");
+      assert.equal(rstCode, http2.constants.NGHTTP2_CANCEL);
+      assert.equal(await healthz(session), 200);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  test("an HTTP/1.1 request whose body never ends gets 408 and its connection closed", async () => {
+    const socket = net.connect(t.port, "127.0.0.1");
+    let received = "";
+    socket.on("data", (chunk: Buffer) => (received += chunk.toString("latin1")));
+    socket.write("POST /zitadel.admin.v1.AdminService/ListSMTPConfigs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{");
+    await within(new Promise((resolve) => socket.once("close", resolve)), 10 * limits.requestMs, "closed connection");
+    assert.match(received, /^HTTP\/1\.1 408 /);
+  });
+
+  test("connections beyond the limit are closed as they arrive; once others end, new ones are served", async () => {
+    const held = await Promise.all(
+      Array.from({ length: limits.maxConnections }, () => new Promise<net.Socket>((resolve) => {
+        const socket = net.connect(t.port, "127.0.0.1", () => resolve(socket));
+      })),
+    );
+    try {
+      // The server counts a connection once it accepted it; give it a moment.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const extra = net.connect(t.port, "127.0.0.1");
+      extra.on("error", () => {});
+      await within(new Promise((resolve) => extra.once("close", resolve)), 2000, "refusal of the extra connection");
+    } finally {
+      for (const socket of held) socket.destroy();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const res = await adminClient("connect-json", t.baseUrl, t.ownerToken).listSMTPConfigs({});
+    assert.equal(res.details?.totalResult, 0n);
+  });
+});
