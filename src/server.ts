@@ -21,7 +21,7 @@ import { randomBytes } from "node:crypto";
 import { OutboxWorker, type WorkerOptions } from "./notify/outbox-worker.js";
 import { OutboundPolicy, type OutboundPolicyOptions } from "./notify/outbound-guard.js";
 import { NodemailerSender } from "./notify/smtp-sender.js";
-import { TransportPool } from "./notify/transport-pool.js";
+import { TransportPool, type TransportPoolOptions } from "./notify/transport-pool.js";
 import { DomainError } from "./domain/errors.js";
 import { openPostgresStore } from "./store/postgres-store.js";
 import { openSqliteStore } from "./store/sqlite-store.js";
@@ -56,6 +56,8 @@ export interface ServerConfig {
   readonly logDestination?: DestinationStream;
   /** Replaces the nodemailer sender of test mails (benchmarks only). */
   readonly mailer?: MailSender;
+  /** How long delivery waits for an SMTP server (tests shorten it); defaults in notify/smtp-sender.ts. */
+  readonly smtpTimeouts?: Pick<TransportPoolOptions, "connectionTimeoutMs" | "socketTimeoutMs">;
   /** Outbox worker tuning (retry policy, concurrency, poll interval). */
   readonly outbox?: Partial<Omit<WorkerOptions, "workerId">>;
   /** What one client may hold open on the port; defaults in api/listener.ts. */
@@ -142,7 +144,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     const released = await store.releaseClaims("*", new Date());
     if (released > 0) log.warn({ event: "outbox.recovered", released }, "mails claimed by a previous run are queued again");
   }
-  const pool = new TransportPool({ ca, outbound });
+  const pool = new TransportPool({ ca, outbound, ...config.smtpTimeouts });
   const metrics = new Metrics(store, () => pool.size);
   const worker = new OutboxWorker(
     { store, secrets, log, now: deps.now, pool, onAttempt: (outcome, replyClass) => metrics.recordAttempt({ outcome, replyClass }) },

@@ -11,6 +11,12 @@
  * replies, a queue for a pooled connection) is never taken over and sent
  * twice while it is still going. Only a worker that stops extending (its
  * process died, or lost the store for a whole lease) loses its mails.
+ *
+ * Instances share the worker's slots, each up to perInstance of them. An
+ * instance whose last attempt failed in a way worth retrying (its server is
+ * down, refuses, or never answers) is held to one mail in flight until one
+ * gets through: a few tenants with dead or stalling servers cannot then
+ * fill every slot, hour after hour, while other tenants' mail waits.
  */
 import type { DomainDeps, Logger } from "../domain/deps.js";
 import { DomainError } from "../domain/errors.js";
@@ -51,6 +57,8 @@ type Deps = Pick<DomainDeps, "store" | "secrets" | "log" | "now"> & {
 export class OutboxWorker {
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly perInstanceCount = new Map<string, number>();
+  /** Instances held to one mail in flight since an attempt of theirs must be retried. */
+  private readonly slowInstances = new Set<string>();
   private readonly opts: Required<WorkerOptions>;
   private timer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
@@ -139,19 +147,19 @@ export class OutboxWorker {
 
   /**
    * Claims and launches up to `free` due mails, never letting an instance
-   * have more than perInstance in flight. A claim applies one per-instance
-   * limit to every instance it takes from, so instances are claimed for in
-   * rounds by what is left of their limit: the whole of it for instances
-   * with nothing in flight, then each smaller remainder, every round
-   * skipping the busy instances with a different remainder. One claim for
-   * all would let an instance with k in flight take perInstance more.
-   * Returns how many mails were launched.
+   * have more than its limit in flight (perInstance, or 1 while slow). A
+   * claim applies one per-instance limit to every instance it takes from,
+   * so instances are claimed for in rounds by what is left of their limit:
+   * the whole of it for instances with nothing in flight, then each smaller
+   * remainder, every round skipping the known instances with a different
+   * remainder. One claim for all would let an instance with k in flight
+   * take perInstance more. Returns how many mails were launched.
    */
   private async claimWithinLimits(now: Date, free: number): Promise<number> {
     let launched = 0;
     for (const budget of this.remainingBudgets()) {
       if (launched >= free || this.stopped) break;
-      const skip = [...this.perInstanceCount].filter(([, n]) => this.opts.perInstance - n !== budget).map(([id]) => id);
+      const skip = this.knownInstances().filter((id) => this.remainingOf(id) !== budget);
       const mails = await this.store.claimMails({
         workerId: this.opts.workerId,
         now,
@@ -166,10 +174,33 @@ export class OutboxWorker {
     return launched;
   }
 
-  /** The distinct amounts left of the per-instance limit, largest (an idle instance's) first. */
+  /** The distinct amounts left of the per-instance limits, largest (an idle instance's) first. */
   private remainingBudgets(): number[] {
-    const left = [...this.perInstanceCount.values()].map((n) => this.opts.perInstance - n).filter((r) => r > 0);
+    const left = this.knownInstances().map((id) => this.remainingOf(id)).filter((r) => r > 0);
     return [...new Set([this.opts.perInstance, ...left])].sort((x, y) => y - x);
+  }
+
+  /** Instances whose limit or count differs from an idle one's. */
+  private knownInstances(): string[] {
+    return [...new Set([...this.perInstanceCount.keys(), ...this.slowInstances])];
+  }
+
+  /** How many more mails of `instanceId` may go in flight now. */
+  private remainingOf(instanceId: string): number {
+    const limit = this.slowInstances.has(instanceId) ? 1 : this.opts.perInstance;
+    return limit - (this.perInstanceCount.get(instanceId) ?? 0);
+  }
+
+  /** Holds an instance to one mail in flight after a failure worth retrying, and frees it after any other outcome. */
+  private noteOutcome(mail: OutboxMail, outcome: AttemptOutcome): void {
+    const wasSlow = this.slowInstances.has(mail.instanceId);
+    if (outcome.kind === "retry" && !wasSlow) {
+      this.slowInstances.add(mail.instanceId);
+      this.log.info({ event: "outbox.instance_slowed", instanceId: mail.instanceId }, "instance held to one mail in flight until one gets through");
+    } else if (outcome.kind !== "retry" && wasSlow) {
+      this.slowInstances.delete(mail.instanceId);
+      this.log.info({ event: "outbox.instance_resumed", instanceId: mail.instanceId }, "instance back to its full share of mails in flight");
+    }
   }
 
   private launch(mail: OutboxMail): void {
@@ -196,6 +227,7 @@ export class OutboxWorker {
       outcome = { kind: "retry", lastError: "internal error", at: new Date(this.deps.now().getTime() + this.opts.policy.baseDelayMs) };
     }
     const held = await this.record(mail, outcome);
+    this.noteOutcome(mail, outcome);
     this.logOutcome(mail, outcome, held, performance.now() - started);
     this.deps.onAttempt?.(outcome.kind, outcome.kind === "sent" ? "2xx" : replyClass);
   }

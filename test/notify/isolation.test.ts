@@ -122,3 +122,51 @@ describe("the per-instance limit of mails in flight", () => {
     assert.ok(most <= perInstance, `${most} mails of one instance were SENDING at once; the limit is ${perInstance}`);
   });
 });
+
+describe("instances whose SMTP servers never answer", () => {
+  const stalledDomains = ["stall-1.notify.test", "stall-2.notify.test"];
+  let t: TestServer;
+  let silent: SilentServer;
+  let healthy: Side;
+  const stalled: Side[] = [];
+  before(async () => {
+    // Two stalled instances at perInstance each would take all four slots.
+    t = await startTestServer({
+      outbox: { pollMs: 50, concurrency: 4, perInstance: 2 },
+      smtpTimeouts: { connectionTimeoutMs: 300 },
+      shutdownGraceMs: 200,
+    });
+    silent = await startSilentServer();
+    healthy = { admin: adminClient("grpc", t.baseUrl, t.ownerToken), notify: notifyClient("grpc", t.baseUrl, t.ownerToken), sink: await startSmtpSink({ users: { h: "pw-h" } }) };
+    await activate(healthy.admin, healthy.sink.hostPort, { user: "h", password: "pw-h" });
+    for (const domain of stalledDomains) {
+      await t.addInstance([domain]);
+      const token = await t.token(["IAM_OWNER"], domain);
+      const admin = adminClientAt("grpc", domain, t.port, token);
+      await activate(admin, silent.hostPort);
+      const notify = createClient(NotificationService, transportFor("grpc", `http://${domain}:${t.port}`, { token, lookup: loopbackLookup }));
+      stalled.push({ admin, notify, sink: healthy.sink });
+    }
+  });
+  after(async () => {
+    await t.stop();
+    await silent.stop();
+    await healthy.sink.stop();
+  });
+
+  test("are held to one mail in flight after a timeout, so another instance's mail overtakes their untried backlog", async () => {
+    const backlog = await Promise.all(stalled.map((side, i) => sendAll(side, Array.from({ length: 10 }, (_, j) => `stalled ${i}.${j}`))));
+    const slowed = () => t.logLines.filter((line) => line.includes('"event":"outbox.instance_slowed"')).length;
+    await eventually(() => slowed() >= stalled.length, 5000, "both stalled instances to be slowed");
+
+    const before = healthy.sink.messages.length;
+    await sendAll(healthy, ["healthy 0", "healthy 1", "healthy 2"]);
+    await healthy.sink.waitForMessages(before + 3, 5000);
+
+    const attempts = await Promise.all(
+      backlog.flatMap((ids, i) => ids.map(async (id) => (await stalled[i].notify.getMail({ id })).mail!.attempts)),
+    );
+    assert.ok(attempts.some((n) => n === 0), `every stalled mail was tried before the healthy ones went out: ${attempts.join(",")}`);
+    assert.ok(silent.openConnections() <= stalled.length, `${silent.openConnections()} connections to the silent server; at most one per stalled instance`);
+  });
+});
