@@ -1,7 +1,9 @@
 /**
  * The one Node request handler behind the port. Every service is registered
  * once on a Connect router, which serves Connect, gRPC and gRPC-web; the REST
- * binding transcodes onto the same universal handlers. CORS sits in front.
+ * binding transcodes onto the same universal handlers, and so do unary gRPC
+ * calls, onto their Connect protocol (grpc-unary.ts says why). CORS sits in
+ * front.
  */
 import { ConnectError, createConnectRouter, Code } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
