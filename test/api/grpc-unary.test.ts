@@ -160,6 +160,8 @@ describe("a unary gRPC call through the Connect protocol answers as connect's gR
     ["a body that ends inside the frame header", { body: [Buffer.from([0, 0])] }],
     ["a body that ends before its message", { body: [Buffer.from([0, 0, 0, 0, 9, 1])] }],
     ["two frames", { body: [requestFor("123"), requestFor("123")] }],
+    ["a whole frame and one more byte in one chunk", { body: [Buffer.concat([requestFor("123"), Buffer.from([0])])] }],
+    ["a frame that arrives whole before the end of the body", { body: [requestFor("123"), new Uint8Array(0)] }],
     ["a frame marked compressed without grpc-encoding", { body: [frame(new Uint8Array(0), 1)] }],
     ["a message that is not protobuf", { body: [frame(Buffer.from([0x0a, 0x09, 0x31]))] }],
   ];
