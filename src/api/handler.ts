@@ -1,7 +1,9 @@
 /**
  * The one Node request handler behind the port. Every service is registered
  * once on a Connect router, which serves Connect, gRPC and gRPC-web; the REST
- * binding transcodes onto the same universal handlers. CORS sits in front.
+ * binding transcodes onto the same universal handlers, and so do unary gRPC
+ * calls, onto their Connect protocol (grpc-unary.ts says why). CORS sits in
+ * front.
  */
 import { ConnectError, createConnectRouter, Code } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
@@ -22,6 +24,7 @@ import { errorMapper } from "./error-mapper.js";
 import { withSpecGrpcMessage } from "./grpc-message.js";
 import { withCheckedFraming } from "./grpc-framing.js";
 import { withCheckedBody } from "./request-body.js";
+import { callGrpcUnary, isTranscodableGrpc, type GrpcUnaryOptions } from "./grpc-unary.js";
 import { bridgeNodeCall } from "./node-bridge.js";
 import type { RequestHandler } from "./listener.js";
 import { createNotificationService } from "./notification-service.js";
@@ -71,10 +74,11 @@ export const servedServiceNames = [AdminService, NotificationService, ...infrast
 /** Builds the request handler for all services and protocols. */
 export function createHandler(deps: DomainDeps, options: HandlerOptions): RequestHandler {
   const telemetry = { log: deps.log, metrics: options.metrics };
+  const acceptCompression = [compressionGzip, compressionBrotli];
   const router = createConnectRouter({
     readMaxBytes,
     maxTimeoutMs,
-    acceptCompression: [compressionGzip, compressionBrotli],
+    acceptCompression,
     // First is outermost: the logger sees the error the mapper produced.
     interceptors: [requestLogger(telemetry), errorMapper(deps.log)],
     requestGate: createAuthGate(deps.store, telemetry),
@@ -90,6 +94,7 @@ export function createHandler(deps: DomainDeps, options: HandlerOptions): Reques
   const routes = restPrefixes.flatMap(({ service, prefix }) => restRoutesOf(service, prefix));
   const rest = new RestTranscoder(routes, router.handlers, mailReadMaxBytes, deps.log);
   const origins = new Set(options.corsOrigins ?? []);
+  const grpcUnary: GrpcUnaryOptions = { acceptCompression, maxTimeoutMs, telemetry };
 
   return withSpecGrpcMessage((req, res) => {
     if (applyCors(origins, req, res)) return;
@@ -100,7 +105,7 @@ export function createHandler(deps: DomainDeps, options: HandlerOptions): Reques
     } else if (req.method === "GET" && path === "/metrics" && options.metrics) {
       void options.metrics.serve(res);
     } else if (rpc) {
-      serveRpc(rpc, req, res, telemetry);
+      serveRpc(rpc, req, res, grpcUnary);
     } else if (rest.handles(path) || path.startsWith("/admin/v1/") || path.startsWith("/notify/v1/")) {
       // Under the REST prefixes even a path no route matches (say, one with
       // a broken %-escape) gets grpc-gateway's JSON error, not plain text.
@@ -112,11 +117,17 @@ export function createHandler(deps: DomainDeps, options: HandlerOptions): Reques
   });
 }
 
-function serveRpc(rpc: UniversalHandler, req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1], telemetry: Telemetry): void {
+function serveRpc(rpc: UniversalHandler, req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1], grpcUnary: GrpcUnaryOptions): void {
+  const { telemetry } = grpcUnary;
   // Unary calls skip connect-node's general stream adapter; node-bridge.ts says why.
   const bridge = bridgeNodeCall(rpc.method, req, res);
-  // Frames first: a body that is not one message frame never reaches the message check.
-  rpc(withCheckedFraming(withCheckedBody(bridge.request, rpc.method, telemetry), rpc.method, telemetry))
+  // Unary gRPC takes the router's Connect protocol; grpc-unary.ts says why.
+  const answer = isTranscodableGrpc(bridge.request, rpc.method, grpcUnary.maxTimeoutMs)
+    ? callGrpcUnary(rpc, bridge.request, grpcUnary)
+    : rpc(withCheckedFraming(withCheckedBody(bridge.request, rpc.method, telemetry), rpc.method, telemetry));
+  // Frames first (inside callGrpcUnary too): a body that is not one message
+  // frame never reaches the message check.
+  answer
     .then((uRes) => bridge.respond(uRes))
     .catch((reason: unknown) => {
       // Aborted: the client went away mid-response; nothing to report.
