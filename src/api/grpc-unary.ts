@@ -16,11 +16,11 @@
  * binding rides on the same handlers the same way (rest/transcoder.ts).
  *
  * What stays identical on the wire, and how: the frame checks of
- * grpc-framing.ts and the message check of request-body.ts run on the body
- * as before, with the same errors and log lines; the announced message
- * length becomes the Connect request's content-length, so connect refuses an
- * oversized message from its frame header, with the gRPC path's own text,
- * before reading it; grpc-timeout becomes connect-timeout-ms; the response
+ * grpc-framing.ts, the limits of request-limits.ts and the message check of
+ * request-body.ts run on the body as before, with the same errors and log
+ * lines; the announced message length becomes the Connect request's
+ * content-length, so an oversized message is refused from its frame header,
+ * before it is read; grpc-timeout becomes connect-timeout-ms; the response
  * compression is negotiated from grpc-accept-encoding by connect's own
  * function and named in grpc-encoding as the gRPC handler does; an error's
  * code, message and details go into the trailers through connect's own
@@ -45,6 +45,7 @@ import { contentTypeProto, parseTimeout, setTrailerStatus } from "@connectrpc/co
 import { protocolKey } from "./context.js";
 import { withCheckedFraming } from "./grpc-framing.js";
 import { withCheckedBody } from "./request-body.js";
+import { withRequestLimits } from "./request-limits.js";
 import type { Telemetry } from "./request-log.js";
 
 /** What a transcoded call needs besides the request. */
@@ -53,6 +54,8 @@ export interface GrpcUnaryOptions {
   readonly acceptCompression: readonly Compression[];
   /** The router's longest deadline, in ms. */
   readonly maxTimeoutMs: number;
+  /** The router's largest request message for a method, in bytes. */
+  readonly readMaxBytesOf: (method: DescMethod) => number;
   readonly telemetry: Telemetry;
 }
 
@@ -95,7 +98,8 @@ export async function callGrpcUnary(
     body = withoutFrameHeader(framed.body as AsyncIterable<Uint8Array>);
   }
   const connectReq: UniversalServerRequest = { ...req, contextValues: values, header, body };
-  const answer = await handler(withCheckedBody(connectReq, handler.method, options.telemetry));
+  const limits = { readMaxBytes: options.readMaxBytesOf(handler.method), maxTimeoutMs: options.maxTimeoutMs, telemetry: options.telemetry };
+  const answer = await handler(withCheckedBody(withRequestLimits(connectReq, handler.method, limits), handler.method, options.telemetry));
   return grpcAnswer(answer, negotiated.response);
 }
 

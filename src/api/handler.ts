@@ -6,6 +6,7 @@
  * front.
  */
 import { ConnectError, createConnectRouter, Code } from "@connectrpc/connect";
+import type { DescMethod } from "@bufbuild/protobuf";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { DomainDeps } from "../domain/deps.js";
@@ -24,11 +25,12 @@ import { errorMapper } from "./error-mapper.js";
 import { withSpecGrpcMessage } from "./grpc-message.js";
 import { withCheckedFraming } from "./grpc-framing.js";
 import { withCheckedBody } from "./request-body.js";
+import { withRequestLimits } from "./request-limits.js";
 import { callGrpcUnary, isTranscodableGrpc, type GrpcUnaryOptions } from "./grpc-unary.js";
 import { bridgeNodeCall } from "./node-bridge.js";
 import type { RequestHandler } from "./listener.js";
 import { createNotificationService } from "./notification-service.js";
-import { requestLogger, type Telemetry } from "./request-log.js";
+import { logRefusedRequest, requestLogger, type Telemetry } from "./request-log.js";
 import { restRoutesOf } from "./rest/http-rules.js";
 import { RestTranscoder } from "./rest/transcoder.js";
 
@@ -94,10 +96,14 @@ export function createHandler(deps: DomainDeps, options: HandlerOptions): Reques
   const routes = restPrefixes.flatMap(({ service, prefix }) => restRoutesOf(service, prefix));
   const rest = new RestTranscoder(routes, router.handlers, mailReadMaxBytes, deps.log);
   const origins = new Set(options.corsOrigins ?? []);
-  const grpcUnary: GrpcUnaryOptions = { acceptCompression, maxTimeoutMs, telemetry };
+  const readMaxBytesOf = (method: DescMethod) => (method.parent.typeName === NotificationService.typeName ? mailReadMaxBytes : readMaxBytes);
+  const grpcUnary: GrpcUnaryOptions = { acceptCompression, maxTimeoutMs, readMaxBytesOf, telemetry };
 
   return withSpecGrpcMessage((req, res) => {
-    if (applyCors(origins, req, res)) return;
+    if (applyCors(origins, req, res)) {
+      if (res.statusCode === 403) logRefusedRequest(deps.log, "cors.refused", req, 403);
+      return;
+    }
     const path = (req.url ?? "").split("?", 1)[0];
     const rpc = byPath.get(path);
     if (req.method === "GET" && path === "/healthz") {
@@ -111,6 +117,7 @@ export function createHandler(deps: DomainDeps, options: HandlerOptions): Reques
       // a broken %-escape) gets grpc-gateway's JSON error, not plain text.
       void rest.serve(req, res);
     } else {
+      logRefusedRequest(deps.log, "http.not_found", req, 404);
       res.writeHead(404, { "content-type": "text/plain" });
       res.end("not found\n");
     }
@@ -122,11 +129,13 @@ function serveRpc(rpc: UniversalHandler, req: Parameters<RequestHandler>[0], res
   // Unary calls skip connect-node's general stream adapter; node-bridge.ts says why.
   const bridge = bridgeNodeCall(rpc.method, req, res);
   // Unary gRPC takes the router's Connect protocol; grpc-unary.ts says why.
+  const limits = { readMaxBytes: grpcUnary.readMaxBytesOf(rpc.method), maxTimeoutMs: grpcUnary.maxTimeoutMs, telemetry };
   const answer = isTranscodableGrpc(bridge.request, rpc.method, grpcUnary.maxTimeoutMs)
     ? callGrpcUnary(rpc, bridge.request, grpcUnary)
-    : rpc(withCheckedFraming(withCheckedBody(bridge.request, rpc.method, telemetry), rpc.method, telemetry));
-  // Frames first (inside callGrpcUnary too): a body that is not one message
-  // frame never reaches the message check.
+    : rpc(withRequestLimits(withCheckedFraming(withCheckedBody(bridge.request, rpc.method, telemetry), rpc.method, telemetry), rpc.method, limits));
+  // Each chunk meets the frame checks first (inside callGrpcUnary too), so a
+  // body that is not framed is refused as such, not as a frame too large;
+  // then the limits, then the message check.
   answer
     .then((uRes) => bridge.respond(uRes))
     .catch((reason: unknown) => {

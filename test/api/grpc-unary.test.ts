@@ -16,6 +16,7 @@ import { errorMapper } from "../../src/api/error-mapper.js";
 import { withCheckedFraming } from "../../src/api/grpc-framing.js";
 import { callGrpcUnary, isTranscodableGrpc, type GrpcUnaryOptions } from "../../src/api/grpc-unary.js";
 import { withCheckedBody } from "../../src/api/request-body.js";
+import { withRequestLimits } from "../../src/api/request-limits.js";
 import { DomainError } from "../../src/domain/errors.js";
 import {
   AdminService,
@@ -132,12 +133,15 @@ async function bothWays(call: Call): Promise<{ connect: Seen; transcoded: Seen }
   const connectHandler = createHandlerUnderTest(connectLog);
   const telemetryOf = (logged: string[]) => ({ log: { debug() {}, info() {}, error() {}, warn: (f: object) => void logged.push(lineOf(f)) } });
   const req = universalRequest(call);
-  const checked = withCheckedFraming(withCheckedBody(req, connectHandler.method, telemetryOf(connectLog)), connectHandler.method, telemetryOf(connectLog));
+  // Wrapped as serveRpc in handler.ts wraps it.
+  const limits = { readMaxBytes, maxTimeoutMs, telemetry: telemetryOf(connectLog) };
+  const framed = withCheckedFraming(withCheckedBody(req, connectHandler.method, telemetryOf(connectLog)), connectHandler.method, telemetryOf(connectLog));
+  const checked = withRequestLimits(framed, connectHandler.method, limits);
   const connect = await seen(connectHandler(checked), connectLog);
 
   const transcodedLog: string[] = [];
   const handler = createHandlerUnderTest(transcodedLog);
-  const options: GrpcUnaryOptions = { acceptCompression, maxTimeoutMs, telemetry: telemetryOf(transcodedLog) };
+  const options: GrpcUnaryOptions = { acceptCompression, maxTimeoutMs, readMaxBytesOf: () => readMaxBytes, telemetry: telemetryOf(transcodedLog) };
   const again = universalRequest(call);
   assert.ok(isTranscodableGrpc(again, handler.method, maxTimeoutMs), "the call takes the transcoded path");
   const transcoded = await seen(callGrpcUnary(handler, again, options), transcodedLog);

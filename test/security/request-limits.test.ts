@@ -10,7 +10,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { mailReadMaxBytes, maxTimeoutMs, readMaxBytes } from "../../src/api/handler.js";
-import { providerInput } from "../helpers/admin-api.js";
+import { expectError, providerInput } from "../helpers/admin-api.js";
 import { adminClient, protocols } from "../helpers/clients.js";
 import { notifyClient } from "../helpers/notify.js";
 import { rest } from "../helpers/rest.js";
@@ -58,21 +58,31 @@ describe("request limits", () => {
         const before = await instanceState(t);
         const admin = adminClient(protocol, t.baseUrl, t.ownerToken);
         const huge = { ...providerInput(), password: "", description: "d".repeat(readMaxBytes + 1) };
-        assert.equal((await codeOf(admin.addSMTPConfig(huge))).code, Code.ResourceExhausted);
+        const err = await expectError(admin.addSMTPConfig(huge), Code.ResourceExhausted);
+        assert.match(err.rawMessage, /larger than the 1048576 bytes allowed \(REQ-size01\)$/);
         assert.deepEqual(await instanceState(t), before);
+      });
+
+      test("an oversized message without a token is Unauthenticated: the token is checked first", async () => {
+        const huge = { ...providerInput(), password: "", description: "d".repeat(readMaxBytes + 1) };
+        await expectError(adminClient(protocol, t.baseUrl).addSMTPConfig(huge), Code.Unauthenticated);
       });
 
       test("a SendMail message over 2 MiB is ResourceExhausted", async () => {
         const notify = notifyClient(protocol, t.baseUrl, t.ownerToken);
         const huge = { to: ["user@example.test"], subject: "big", textBody: "b".repeat(mailReadMaxBytes + 1) };
-        assert.equal((await codeOf(notify.sendMail(huge))).code, Code.ResourceExhausted);
+        const err = await expectError(notify.sendMail(huge), Code.ResourceExhausted);
+        assert.match(err.rawMessage, /larger than the 2097152 bytes allowed \(REQ-size01\)$/);
       });
 
       test("a deadline over five minutes is InvalidArgument", async () => {
         const admin = adminClient(protocol, t.baseUrl, t.ownerToken);
-        const answer = await codeOf(admin.listSMTPConfigs({}, { timeoutMs: maxTimeoutMs + 60_000 }));
-        assert.equal(answer.code, Code.InvalidArgument);
-        assert.match(answer.message, /timeout/);
+        const err = await expectError(admin.listSMTPConfigs({}, { timeoutMs: maxTimeoutMs + 60_000 }), Code.InvalidArgument);
+        assert.equal(err.rawMessage, "the deadline is longer than the 300000 ms allowed (REQ-deadline01)");
+      });
+
+      test("a deadline over five minutes without a token is Unauthenticated: the token is checked first", async () => {
+        await expectError(adminClient(protocol, t.baseUrl).listSMTPConfigs({}, { timeoutMs: maxTimeoutMs + 60_000 }), Code.Unauthenticated);
       });
 
       test("a short deadline ends a test mail that the SMTP server keeps waiting, with DeadlineExceeded", async () => {
@@ -86,6 +96,18 @@ describe("request limits", () => {
       });
     });
   }
+
+  test("a malformed Connect deadline header is InvalidArgument with its own error id", async () => {
+    const res = await fetch(`${t.baseUrl}/zitadel.admin.v1.AdminService/ListSMTPConfigs`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "connect-timeout-ms": "soon", authorization: `Bearer ${t.ownerToken}` },
+      body: "{}",
+    });
+    assert.equal(res.status, 400);
+    const body = (await res.json()) as { code: string; message: string };
+    assert.equal(body.code, "invalid_argument");
+    assert.equal(body.message, 'the deadline header value "soon" is malformed (REQ-deadline02)');
+  });
 
   test("a REST body over 2 MiB is 429 ResourceExhausted and writes nothing", async () => {
     const before = await instanceState(t);
