@@ -145,7 +145,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     if (released > 0) log.warn({ event: "outbox.recovered", released }, "mails claimed by a previous run are queued again");
   }
   const pool = new TransportPool({ ca, outbound, ...config.smtpTimeouts });
-  const metrics = new Metrics(store, () => pool.size);
+  const metrics = new Metrics(store, pool);
   const worker = new OutboxWorker(
     { store, secrets, log, now: deps.now, pool, onAttempt: (outcome, replyClass) => metrics.recordAttempt({ outcome, replyClass }) },
     { ...config.outbox, workerId: `${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}` },

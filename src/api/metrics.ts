@@ -1,8 +1,10 @@
 /**
  * Prometheus metrics at `GET /metrics`: requests by method, protocol and
  * code with latency histograms; outbox depth and age by state; delivery
- * attempts by outcome and SMTP reply class; open provider transports.
- * Labels never carry tenant secrets, ids or mail content.
+ * attempts by outcome and SMTP reply class; open provider transports, and
+ * per provider the pooled connections busy and the sends waiting for one.
+ * Labels never carry tenant secrets or mail content; the only ids are
+ * provider ids, one series per provider with an open transport.
  */
 import type http from "node:http";
 import type http2 from "node:http2";
@@ -23,6 +25,12 @@ export interface AttemptSample {
   readonly outcome: string;
   /** "2xx", "4xx", "5xx", or "none" when no SMTP reply was seen. */
   readonly replyClass: string;
+}
+
+/** What the metrics read from the delivery pool (notify/transport-pool.ts). */
+export interface PoolStats {
+  readonly size: number;
+  usage(): ReadonlyArray<{ providerId: string; busyConnections: number; waitingSends: number }>;
 }
 
 /** The process's metrics, in their own registry (tests run many servers in one process). */
@@ -48,7 +56,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(store: Store, transports: () => number) {
+  constructor(store: Store, pool: PoolStats) {
     collectDefaultMetrics({ register: this.registry, prefix: "smtpgate_process_" });
     new Gauge({
       name: "smtpgate_outbox_mails",
@@ -78,7 +86,27 @@ export class Metrics {
       help: "Pooled SMTP transports open, one per provider in use.",
       registers: [this.registry],
       collect() {
-        this.set(transports());
+        this.set(pool.size);
+      },
+    });
+    new Gauge({
+      name: "smtpgate_smtp_pool_busy_connections",
+      help: "Pooled SMTP connections sending right now, by provider.",
+      labelNames: ["provider_id"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const u of pool.usage()) this.set({ provider_id: u.providerId }, u.busyConnections);
+      },
+    });
+    new Gauge({
+      name: "smtpgate_smtp_pool_waiting_sends",
+      help: "Sends waiting for a pooled SMTP connection, by provider.",
+      labelNames: ["provider_id"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const u of pool.usage()) this.set({ provider_id: u.providerId }, u.waitingSends);
       },
     });
   }

@@ -67,6 +67,19 @@ export class TransportPool {
   }
 
   /**
+   * Per provider with an open transport: connections busy sending (the pool
+   * opens one per concurrent send, up to maxConnections) and sends waiting
+   * for one. Retired transports still finishing their sends are left out.
+   */
+  usage(): Array<{ providerId: string; busyConnections: number; waitingSends: number }> {
+    return [...this.entries].map(([providerId, entry]) => ({
+      providerId,
+      busyConnections: Math.min(entry.inFlight, this.maxConnections),
+      waitingSends: Math.max(0, entry.inFlight - this.maxConnections),
+    }));
+  }
+
+  /**
    * Sends through the provider's pooled transport, replacing it first when
    * `key.sequence` differs from the one it was built for. Throws DomainError
    * "invalid" for bad headers, "failed_precondition" when the outbound policy

@@ -8,6 +8,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../src/gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../../src/gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { adminClient } from "../helpers/clients.js";
+import { eventually, notifyClient } from "../helpers/notify.js";
+import { startSlowSink, type SlowSink } from "../helpers/slow-sink.js";
 import { repoRoot } from "../helpers/child-server.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 
@@ -80,6 +82,43 @@ describe("health, reflection and metrics", () => {
     assert.match(text, /smtpgate_outbox_mails\{state="queued"\} 0/);
     assert.match(text, /smtpgate_rpc_duration_seconds_bucket/);
     assert.doesNotMatch(text, new RegExp(t.ownerToken));
+  });
+});
+
+describe("delivery metrics", () => {
+  let t: TestServer;
+  let sink: SlowSink;
+  let providerId: string;
+  before(async () => {
+    sink = await startSlowSink(() => 600);
+    t = await startTestServer({ outbox: { pollMs: 50 } });
+    const admin = adminClient("connect-json", t.baseUrl, t.ownerToken);
+    providerId = (await admin.addSMTPConfig({ senderAddress: "noreply@smtpgate.test", senderName: "smtpgate", host: sink.hostPort, tls: false })).id;
+    await admin.activateSMTPConfig({ id: providerId });
+  });
+  after(async () => {
+    await t.stop();
+    await sink.stop();
+  });
+
+  const scrape = async () => (await fetch(`${t.baseUrl}/metrics`)).text();
+
+  test("GET /metrics shows each provider's busy pooled connections and waiting sends, then the attempts by outcome and reply class", async () => {
+    const notify = notifyClient("connect-json", t.baseUrl, t.ownerToken);
+    await Promise.all([0, 1, 2].map((i) => notify.sendMail({ to: ["user@example.com"], subject: `metrics ${i}`, textBody: "x" })));
+
+    // Three sends at once on a pool of two connections: two busy, one waiting.
+    await eventually(() => sink.arrivals.filter((a) => a.subject.startsWith("metrics")).length >= 2, 5000, "two mails in flight");
+    const busy = await scrape();
+    assert.match(busy, new RegExp(`smtpgate_smtp_pool_busy_connections\\{provider_id="${providerId}"\\} 2`));
+    assert.match(busy, new RegExp(`smtpgate_smtp_pool_waiting_sends\\{provider_id="${providerId}"\\} 1`));
+    assert.match(busy, /smtpgate_outbox_mails\{state="sending"\} 3/);
+
+    await eventually(() => sink.arrivals.filter((a) => a.subject.startsWith("metrics") && a.answered).length === 3, 10_000, "three mails sent");
+    await eventually(async () => /smtpgate_mail_attempts_total\{outcome="sent",reply_class="2xx"\} 3/.test(await scrape()), 5000, "three sent attempts counted");
+    const after = await scrape();
+    assert.match(after, new RegExp(`smtpgate_smtp_pool_busy_connections\\{provider_id="${providerId}"\\} 0`));
+    assert.match(after, /smtpgate_outbox_mails\{state="sent"\} 3/);
   });
 });
 
