@@ -1,6 +1,7 @@
 /**
  * One log line per finished RPC: method, protocol, code, duration, instance
- * and principal ids. Never headers, bodies or tokens.
+ * and principal ids; and one per request refused before it reached an RPC
+ * (unknown path, wrong verb, CORS). Never headers, bodies or tokens.
  */
 import { Code, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../domain/deps.js";
@@ -48,4 +49,17 @@ export function requestLogger(t: Telemetry): Interceptor {
       throw err;
     }
   };
+}
+
+/** Longest part of a request path written to the log; the rest is cut. */
+const loggedPathChars = 200;
+
+/**
+ * Logs a request answered before any RPC ran: `event` says why (e.g.
+ * "http.not_found"), `status` is the HTTP status sent. A warning: it is
+ * the caller's mistake. The path is cut short, and its query dropped.
+ */
+export function logRefusedRequest(log: Logger, event: string, req: { method?: string; url?: string }, status: number): void {
+  const path = (req.url ?? "").split("?", 1)[0].slice(0, loggedPathChars);
+  log.warn({ event, method: req.method, path, status }, "request refused");
 }

@@ -100,6 +100,7 @@ describe("CORS with an allowed origin", () => {
     const answer = await preflight(t, rpcPath, otherOrigin, "POST", connectHeaders);
     assert.equal(answer.status, 403);
     assertNoCorsHeaders(answer);
+    assert.ok(t.logLines.some((l) => l.includes('"event":"cors.refused"') && l.includes('"status":403')), "the refusal has a log line");
   });
 
   test("another origin's request gets no CORS headers, so its page cannot read the answer", async () => {

@@ -68,9 +68,12 @@ describe("one port for HTTP/1.1 and h2c", () => {
     assert.equal(status, 404);
   });
 
-  test("an unknown path answers 404 over HTTP/1.1", async () => {
-    const res = await fetch(`${t.baseUrl}/nothing/here`);
+  test("an unknown path answers 404 over HTTP/1.1, and says so in the log without its query", async () => {
+    const res = await fetch(`${t.baseUrl}/nothing/here?token=should-not-be-logged`);
     assert.equal(res.status, 404);
+    const line = t.logLines.find((l) => l.includes('"event":"http.not_found"') && l.includes('"path":"/nothing/here"'));
+    assert.ok(line, "the 404 has a log line");
+    assert.ok(!line.includes("should-not-be-logged"), line);
   });
 
   test("a 5 MiB body is refused while it is read, and the server stays healthy", async () => {

@@ -340,6 +340,10 @@ describe("REST request and response conventions", () => {
   test("an unknown path under /admin/v1 is 404 in grpc-gateway's shape", async () => {
     assertGatewayError(await f.call("GET /smtp/{id}/nothing", { id: ids.a }), 404, Code.NotFound);
     assertGatewayError(await f.call("POST /sms/_search", {}, { body: {} }), 404, Code.NotFound);
+    assert.ok(
+      f.t.logLines.some((l) => l.includes('"event":"rest.no_route"') && l.includes('"path":"/admin/v1/sms/_search"') && l.includes('"status":404')),
+      "the refusal has a log line",
+    );
   });
 
   test("a known path with the wrong verb is 405 and lists the allowed verbs", async () => {
@@ -352,6 +356,10 @@ describe("REST request and response conventions", () => {
     const collection = await f.call("DELETE /smtp");
     assertGatewayError(collection, 405, Code.Unimplemented);
     assert.deepEqual(collection.headers.get("allow")?.split(", ").sort(), ["GET", "POST"]);
+    assert.ok(
+      f.t.logLines.some((l) => l.includes('"event":"rest.wrong_verb"') && l.includes('"method":"DELETE"') && l.includes('"status":405')),
+      "the refusal has a log line",
+    );
   });
 });
 

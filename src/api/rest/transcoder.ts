@@ -22,7 +22,7 @@ import { errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "../../domain/deps.js";
 import { errorWithId } from "../error-mapper.js";
 import { withCheckedBody } from "../request-body.js";
-import { logOutcome } from "../request-log.js";
+import { logOutcome, logRefusedRequest } from "../request-log.js";
 import { gatewayError, toGatewayError, type GatewayError } from "./gateway-error.js";
 import { compareSpecificity, matchPath, splitPath } from "./path-template.js";
 import type { RestRoute } from "./http-rules.js";
@@ -85,9 +85,11 @@ export class RestTranscoder {
     const found = this.lookup(req.method ?? "", url.pathname);
     try {
       if (found.kind === "none") {
+        logRefusedRequest(this.log, "rest.no_route", req, 404);
         return send(res, gatewayError(Code.NotFound, "REST-path01", "no REST route for this path"));
       }
       if (found.kind === "wrong_verb") {
+        logRefusedRequest(this.log, "rest.wrong_verb", req, 405);
         res.setHeader("allow", [...new Set(found.allowed)].join(", "));
         // grpc-gateway's answer: code Unimplemented in the body, yet HTTP 405.
         const text = `method ${req.method} is not allowed on this path`;
