@@ -322,6 +322,7 @@ function percentile(values: readonly number[], p: number): number {
 function printReport(propagation: { mode: string; delays: number[] }[], rates: Rate[]): void {
   const ms = (n: number) => n.toFixed(1);
   const lines = [
+    "## PostgreSQL: propagation between two replicas, and write throughput",
     "",
     `machine: ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")} at the end; PostgreSQL ${postgresVersion}`,
     "",
