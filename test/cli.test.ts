@@ -11,8 +11,9 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AdminService } from "../src/gen/zitadel/admin/v1/admin_pb.js";
 import { MailState } from "../src/gen/smtpgate/notify/v1/notify_pb.js";
-import { bearer } from "./helpers/clients.js";
+import { adminClient, bearer } from "./helpers/clients.js";
 import { notifyClient } from "./helpers/notify.js";
+import { startSlowSink } from "./helpers/slow-sink.js";
 import { runCommand, startChildServer, type ChildServer } from "./helpers/child-server.js";
 
 const tempDirs: string[] = [];
@@ -286,6 +287,42 @@ describe("smtpgate serve", () => {
     assert.deepEqual(await server.stop("SIGTERM"), { code: 0, signal: null });
     // Node's keep-alive timeout is 5 s: waiting it out would mean idle sockets are not closed.
     assert.ok(Date.now() - started < 2500, `serve took ${Date.now() - started} ms to stop`);
+  });
+
+  test("SIGTERM ends serve promptly while a gRPC client holds an idle HTTP/2 session", async () => {
+    const dataDir = newDataDir();
+    const server = await serve(["--data-dir", dataDir, "--port", "0"]);
+    const token = readFileSync(join(dataDir, "admin.pat"), "utf8").trim();
+    // The connect-node gRPC transport keeps its HTTP/2 session open between calls.
+    await adminClient("grpc", server.baseUrl, token).listSMTPConfigs({});
+    const started = Date.now();
+    assert.deepEqual(await server.stop("SIGTERM"), { code: 0, signal: null });
+    assert.ok(Date.now() - started < 2500, `serve took ${Date.now() - started} ms to stop`);
+  });
+
+  test("SIGTERM lets a gRPC call in flight finish with its answer before serve exits", async () => {
+    const sink = await startSlowSink(() => 1000);
+    try {
+      const dataDir = newDataDir();
+      const server = await serve(["--data-dir", dataDir, "--port", "0"]);
+      const token = readFileSync(join(dataDir, "admin.pat"), "utf8").trim();
+      const call = adminClient("grpc", server.baseUrl, token).testSMTPConfig({
+        senderAddress: "noreply@smtpgate.test",
+        senderName: "smtpgate",
+        tls: false,
+        host: sink.hostPort,
+        receiverAddress: "someone@example.com",
+      });
+      for (let i = 0; i < 200 && sink.arrivals.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 25));
+      assert.equal(sink.arrivals.length, 1, "the test mail is in flight");
+
+      const stopped = server.stop("SIGTERM");
+      await call;
+      assert.equal(sink.arrivals[0].answered, true);
+      assert.deepEqual(await stopped, { code: 0, signal: null });
+    } finally {
+      await sink.stop();
+    }
   });
 
   test("SIGINT stops serve with exit code 0", async () => {
