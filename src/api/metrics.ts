@@ -27,10 +27,17 @@ export interface AttemptSample {
   readonly replyClass: string;
 }
 
+/** One provider's share of the delivery pool. */
+export interface ProviderUsage {
+  readonly providerId: string;
+  readonly busyConnections: number;
+  readonly waitingSends: number;
+}
+
 /** What the metrics read from the delivery pool (notify/transport-pool.ts). */
 export interface PoolStats {
   readonly size: number;
-  usage(): ReadonlyArray<{ providerId: string; busyConnections: number; waitingSends: number }>;
+  usage(): readonly ProviderUsage[];
 }
 
 /** The process's metrics, in their own registry (tests run many servers in one process). */
@@ -89,24 +96,21 @@ export class Metrics {
         this.set(pool.size);
       },
     });
+    this.poolGauge(pool, "smtpgate_smtp_pool_busy_connections", "Pooled SMTP connections sending right now, by provider.", (u) => u.busyConnections);
+    this.poolGauge(pool, "smtpgate_smtp_pool_waiting_sends", "Sends waiting for a pooled SMTP connection, by provider.", (u) => u.waitingSends);
+  }
+
+  /** A gauge with one series per provider with an open transport, valued by `pick`. */
+  private poolGauge(pool: PoolStats, name: string, help: string, pick: (usage: ProviderUsage) => number): void {
     new Gauge({
-      name: "smtpgate_smtp_pool_busy_connections",
-      help: "Pooled SMTP connections sending right now, by provider.",
+      name,
+      help,
       labelNames: ["provider_id"],
       registers: [this.registry],
       collect() {
+        // Providers whose transport closed drop out instead of staying at their last value.
         this.reset();
-        for (const u of pool.usage()) this.set({ provider_id: u.providerId }, u.busyConnections);
-      },
-    });
-    new Gauge({
-      name: "smtpgate_smtp_pool_waiting_sends",
-      help: "Sends waiting for a pooled SMTP connection, by provider.",
-      labelNames: ["provider_id"],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const u of pool.usage()) this.set({ provider_id: u.providerId }, u.waitingSends);
+        for (const u of pool.usage()) this.set({ provider_id: u.providerId }, pick(u));
       },
     });
   }
