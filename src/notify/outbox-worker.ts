@@ -191,15 +191,19 @@ export class OutboxWorker {
     return limit - (this.perInstanceCount.get(instanceId) ?? 0);
   }
 
-  /** Holds an instance to one mail in flight after a failure worth retrying, and frees it after any other outcome. */
+  /**
+   * Holds an instance to one mail in flight after a failure worth retrying,
+   * and frees it after any other outcome.
+   */
   private noteOutcome(mail: OutboxMail, outcome: AttemptOutcome): void {
+    const fields = { instanceId: mail.instanceId };
     const wasSlow = this.slowInstances.has(mail.instanceId);
     if (outcome.kind === "retry" && !wasSlow) {
       this.slowInstances.add(mail.instanceId);
-      this.log.info({ event: "outbox.instance_slowed", instanceId: mail.instanceId }, "instance held to one mail in flight until one gets through");
+      this.log.info({ event: "outbox.instance_slowed", ...fields }, "instance held to one mail in flight until one gets through");
     } else if (outcome.kind !== "retry" && wasSlow) {
       this.slowInstances.delete(mail.instanceId);
-      this.log.info({ event: "outbox.instance_resumed", instanceId: mail.instanceId }, "instance back to its full share of mails in flight");
+      this.log.info({ event: "outbox.instance_resumed", ...fields }, "instance back to its full share of mails in flight");
     }
   }
 
