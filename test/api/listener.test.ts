@@ -3,7 +3,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { classifyPrefix } from "../../src/api/listener.js";
 import { AdminService } from "../../src/gen/zitadel/admin/v1/admin_pb.js";
 import { adminClient, bearer, protocols } from "../helpers/clients.js";
@@ -41,6 +41,16 @@ describe("one port for HTTP/1.1 and h2c", () => {
     const res = await createClient(AdminService, transport).listSMTPConfigs({});
     assert.equal(res.details?.totalResult, 0n);
   });
+
+  for (const [name, transport] of [
+    ["Connect JSON over h2c", () => createConnectTransport({ baseUrl: t.baseUrl, httpVersion: "2", interceptors: [bearer(t.ownerToken)] })],
+    ["gRPC-web over h2c", () => createGrpcWebTransport({ baseUrl: t.baseUrl, httpVersion: "2", interceptors: [bearer(t.ownerToken)] })],
+  ] as const) {
+    test(`${name} reaches the same handler`, async () => {
+      const res = await createClient(AdminService, transport()).listSMTPConfigs({});
+      assert.equal(res.details?.totalResult, 0n);
+    });
+  }
 
   test("a preface split over several TCP writes is still routed to HTTP/2", async () => {
     const socket = net.connect(t.port, "127.0.0.1");

@@ -51,6 +51,9 @@ describe("password rotation without loss", () => {
       const mails = await Promise.all(waiting.map(async (id) => (await notify.getMail({ id })).mail!));
       return mails.every((m) => m.state === MailState.SENT && m.providerId === providerId);
     }, 5000, "every waiting mail recorded as sent through the provider");
+    // Nothing is queued or in flight any more, so no copy can still arrive: each mail came once.
+    assert.deepEqual(await t.server.store.countMails(), { sent: 6 });
+    assert.deepEqual(sink.messages.map((m) => m.headers.subject).sort(), subjects);
     const afterSave = sink.authAttempts.filter((a) => a.accepted && a.password !== "old-secret-1");
     assert.ok(afterSave.length >= 1);
     assert.ok(sink.authAttempts.filter((a) => a.accepted).every((a) => a.password === "old-secret-1" || a.password === "new-secret-2"));
