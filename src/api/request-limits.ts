@@ -35,18 +35,32 @@ const frameHeaderBytes = 5;
 /**
  * Returns `req` with its deadline header and body checked against `limits`.
  * A refusal is logged once and thrown into the first read of the body.
+ * Calls that break no limit by their headers, and whose body length is
+ * already bounded by a content-length within the limit, are returned as
+ * they are: the common case costs no copy and no extra stream.
  */
 export function withRequestLimits(req: UniversalServerRequest, method: DescMethod, limits: RequestLimits): UniversalServerRequest {
   if (!isByteStream(req.body)) return req;
-  const header = new Headers(req.header);
-  const refusal = takeDeadline(header, limits.maxTimeoutMs) ?? takeLength(header, limits.readMaxBytes);
+  const isFramed = /^application\/(grpc|connect\+)/i.test(req.header.get("content-type") ?? "") && !isGrpcWebText(req.header);
+  const isRefused = isDeadlineRefused(req.header, limits.maxTimeoutMs) || Number(req.header.get("content-length") ?? 0) > limits.readMaxBytes;
+  if (!isRefused && !isFramed && req.header.has("content-length")) return req;
+
+  const header = isRefused ? new Headers(req.header) : req.header;
+  const refusal = isRefused ? (takeDeadline(header, limits.maxTimeoutMs) ?? takeLength(header, limits.readMaxBytes)) : undefined;
   const values = req.contextValues ?? createContextValues();
   const refuse = (err: ConnectError): never => {
     logOutcome(limits.telemetry, { method, values }, err);
     throw err;
   };
-  const isFramed = /^application\/(grpc|connect\+)/i.test(header.get("content-type") ?? "") && !isGrpcWebText(header);
   return { ...req, header, contextValues: values, body: limitedBody(req.body, { refusal, isFramed, limit: limits.readMaxBytes, refuse }) };
+}
+
+function isDeadlineRefused(header: Headers, maxTimeoutMs: number): boolean {
+  if (!header.has("grpc-timeout") && !header.has("connect-timeout-ms")) return false;
+  return (
+    parseGrpcTimeout(header.get("grpc-timeout"), maxTimeoutMs).error !== undefined ||
+    parseConnectTimeout(header.get("connect-timeout-ms"), maxTimeoutMs).error !== undefined
+  );
 }
 
 /** Removes the deadline header when connect would refuse it; returns our refusal then. */
