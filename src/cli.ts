@@ -112,7 +112,10 @@ async function serve(args: string[]): Promise<number> {
       send_mail: rateLimit(parseRate("send-rate", v["send-rate"] as string), 1),
     },
     corsOrigins: v["cors-origin"] as string[],
-    outbox: { policy: { ...defaultRetryPolicy, maxAgeMs: parseDuration("mail-max-age", v["mail-max-age"] as string) } },
+    outbox: {
+      policy: { ...defaultRetryPolicy, maxAgeMs: parseDuration("mail-max-age", v["mail-max-age"] as string) },
+      retentionMs: parseDuration("mail-retention", v["mail-retention"] as string),
+    },
   });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -358,6 +358,23 @@ describe("smtpgate serve", () => {
     assert.equal((await server.stop()).code, 0);
   });
 
+  test("SMTPGATE_MAIL_RETENTION deletes finished mails once they are older: GetMail then answers NotFound", async () => {
+    const dataDir = newDataDir();
+    const server = await serve(["--port", "0", "--data-dir", dataDir, "--mail-max-age", "1s"], { SMTPGATE_MAIL_RETENTION: "2s" });
+    const token = readFileSync(join(dataDir, "admin.pat"), "utf8").trim();
+    const notify = notifyClient("connect-json", server.baseUrl, token);
+    const { mail } = await notify.sendMail({ to: ["someone@example.com"], subject: "hello", textBody: "body" });
+
+    let code = "";
+    for (let tries = 0; tries < 100 && code !== "NotFound"; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      code = await notify.getMail({ id: mail!.id }).then((r) => MailState[r.mail!.state], (err: unknown) => Code[ConnectError.from(err).code]);
+    }
+    assert.equal(code, "NotFound");
+    assert.ok(server.stdoutLines.some((l) => l.includes('"event":"mail.purged"') && l.includes('"count":1')), "the purge is logged");
+    assert.equal((await server.stop()).code, 0);
+  });
+
   test("a flag wins over its environment variable", async () => {
     const flagDir = newDataDir();
     const envDir = newDataDir();

@@ -50,6 +50,7 @@ export const serveSpecs: readonly SettingSpec[] = [
   { flag: "test-mail-rate", env: "SMTPGATE_TEST_MAIL_RATE", kind: "string", default: "10", help: "test mails per minute per instance, also the burst; 0 for no limit" },
   { flag: "send-rate", env: "SMTPGATE_SEND_RATE", kind: "string", default: "100", help: "SendMail calls per second per instance, also the burst; 0 for no limit" },
   { flag: "mail-max-age", env: "SMTPGATE_MAIL_MAX_AGE", kind: "string", default: "24h", help: "how long a mail may wait for delivery (retrying, or waiting for a provider) before it fails, as a number with s, m, h or d" },
+  { flag: "mail-retention", env: "SMTPGATE_MAIL_RETENTION", kind: "string", default: "7d", help: "how long a sent or failed mail is kept, for GetMail and its idempotency key, before it is deleted, as a number with s, m, h or d" },
 ];
 
 /** Parsed values by flag name. */

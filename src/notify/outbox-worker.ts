@@ -38,11 +38,17 @@ export interface WorkerOptions {
   readonly leaseMs?: number;
   /** Time between ticks when nothing wakes the worker, ms; default 1000. */
   readonly pollMs?: number;
+  /** How long a sent or failed mail is kept (for GetMail and its idempotency key), ms; default 7 days. */
+  readonly retentionMs?: number;
   readonly policy?: RetryPolicy;
 }
 
 /** A provider's pooled transport unused this long is closed, ms. */
 const idleTransportMs = 60_000;
+
+/** Finished mails deleted per statement, and statements per purge at most (a backlog of old mails shrinks over several). */
+const purgeBatch = 1000;
+const purgeBatchesPerRun = 10;
 
 /** How long stop waits for attempts to end after closing their connections, ms. */
 const settleAfterCloseMs = 1000;
@@ -65,6 +71,8 @@ export class OutboxWorker {
   private unsubscribe: (() => void) | undefined;
   private ticking: Promise<void> | undefined;
   private tickAgain = false;
+  /** deps.now() of the last purge of finished mails, ms. */
+  private lastPurgeAt = 0;
   private stopped = false;
 
   constructor(private readonly deps: Deps, options: WorkerOptions) {
@@ -73,6 +81,7 @@ export class OutboxWorker {
       perInstance: 4,
       leaseMs: 120_000,
       pollMs: 1000,
+      retentionMs: 7 * 24 * 60 * 60_000,
       policy: defaultRetryPolicy,
       ...options,
     };
@@ -137,12 +146,31 @@ export class OutboxWorker {
     await this.store.wakeWaitingMails(now);
     const expired = await this.store.expireMails(new Date(now.getTime() - this.opts.policy.maxAgeMs), now);
     if (expired > 0) this.log.warn({ event: "mail.expired", count: expired }, "mails failed after waiting too long");
+    await this.purgeFinished(now);
 
     const free = this.opts.concurrency - this.inFlight.size;
     if (free <= 0 || this.stopped) return;
     const launched = await this.claimWithinLimits(now, free);
     // A full batch means more may be due right away.
     if (launched === free) this.tickAgain = true;
+  }
+
+  /**
+   * Deletes finished mails past their retention, at most once a minute (or
+   * once per retention, when that is shorter), a bounded number per run so a
+   * large backlog of them never holds up a tick for long.
+   */
+  private async purgeFinished(now: Date): Promise<void> {
+    if (now.getTime() - this.lastPurgeAt < Math.min(60_000, this.opts.retentionMs)) return;
+    this.lastPurgeAt = now.getTime();
+    const before = new Date(now.getTime() - this.opts.retentionMs);
+    let purged = 0;
+    for (let run = 0; run < purgeBatchesPerRun; run++) {
+      const n = await this.store.purgeMails(before, purgeBatch);
+      purged += n;
+      if (n < purgeBatch) break;
+    }
+    if (purged > 0) this.log.info({ event: "mail.purged", count: purged }, "finished mails past their retention deleted");
   }
 
   /**

@@ -221,6 +221,17 @@ export class PostgresMails {
     return rows.reduce((sum, r) => sum + (r.n as number), 0);
   }
 
+  /** See MailStore.purgeMails. Ranges of mails_age; rows another statement holds are left for next time. */
+  async purge(createdBefore: Date, limit: number): Promise<number> {
+    const { rowCount } = await this.query(
+      `DELETE FROM mails WHERE id IN (
+         SELECT id FROM mails WHERE state IN ('sent', 'failed') AND created_at < $1
+         LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+      [createdBefore, limit],
+    );
+    return rowCount ?? 0;
+  }
+
   /** See MailStore.expireMails. */
   async expire(createdBefore: Date): Promise<number> {
     const { rowCount } = await this.query(

@@ -297,6 +297,10 @@ export class PostgresStore implements Store {
     return this.mails.wake(now, instanceId);
   }
 
+  purgeMails(createdBefore: Date, limit: number): Promise<number> {
+    return this.mails.purge(createdBefore, limit);
+  }
+
   expireMails(createdBefore: Date): Promise<number> {
     return this.mails.expire(createdBefore);
   }

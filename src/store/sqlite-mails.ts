@@ -203,6 +203,19 @@ export class SqliteMails {
       .run({ now: now.getTime(), instance: instanceId ?? "" }).changes;
   }
 
+  /** See MailStore.purgeMails. Two ranges of mails_age, one per finished state. */
+  purge(createdBefore: Date, limit: number): number {
+    return this.statements
+      .prepare(
+        `DELETE FROM mails WHERE rowid IN (
+           SELECT rowid FROM mails WHERE state = 'sent' AND created_at < @before
+           UNION ALL
+           SELECT rowid FROM mails WHERE state = 'failed' AND created_at < @before
+           LIMIT @limit)`,
+      )
+      .run({ before: createdBefore.getTime(), limit }).changes;
+  }
+
   /** See MailStore.expireMails. */
   expire(createdBefore: Date): number {
     return this.statements

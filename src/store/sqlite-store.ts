@@ -181,6 +181,10 @@ export class SqliteStore implements Store {
     return this.mails.wake(now, instanceId);
   }
 
+  async purgeMails(createdBefore: Date, limit: number): Promise<number> {
+    return this.mails.purge(createdBefore, limit);
+  }
+
   async expireMails(createdBefore: Date): Promise<number> {
     return this.mails.expire(createdBefore);
   }

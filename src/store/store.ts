@@ -151,6 +151,12 @@ export interface MailStore {
   wakeWaitingMails(now: Date, instanceId?: string): Promise<number>;
   /** Fails queued mails created before `createdBefore`. Returns how many. */
   expireMails(createdBefore: Date, now: Date): Promise<number>;
+  /**
+   * Deletes up to `limit` finished mails (sent or failed) created before
+   * `createdBefore`, bodies, status and idempotency key with them. Returns
+   * how many.
+   */
+  purgeMails(createdBefore: Date, limit: number): Promise<number>;
   /** Mail counts by state. */
   countMails(): Promise<Record<string, number>>;
   /** Creation time of the oldest mail in each state that has mails. */

@@ -351,6 +351,28 @@ function describeExpiryAndCounts(ctx: ContractContext): void {
       assert.deepEqual(await ctx.store.countMails(), { failed: 2, sending: 1, sent: 1, queued: 1 });
     });
 
+    test("purgeMails deletes sent and failed mails created before the cutoff, at most limit, and frees their idempotency keys", async () => {
+      const old = at(-10_000);
+      const sent: AttemptOutcome = { kind: "sent", providerId: "p1", at: old };
+      const failed: AttemptOutcome = { kind: "failed", lastError: "550 no such user" };
+      for (const [i, id] of ["sent-1", "sent-2", "sent-3"].entries()) {
+        await settleMail(ctx.store, mail(id, { createdAt: at(-10_000 + i), idempotencyKey: id }), sent);
+      }
+      await settleMail(ctx.store, mail("failed", { createdAt: at(-9_000) }), failed);
+      await settleMail(ctx.store, mail("waiting", { createdAt: at(-8_000) }), credentialsWait("p1", 1n));
+      await settleMail(ctx.store, mail("sent-new", { createdAt: at(0) }), { kind: "sent", providerId: "p1", at: at(0) });
+      await ctx.store.enqueueMail(mail("queued", { createdAt: old }));
+
+      assert.equal(await ctx.store.purgeMails(at(-5000), 3), 3);
+      assert.equal(await ctx.store.purgeMails(at(-5000), 3), 1);
+      assert.equal(await ctx.store.purgeMails(at(-5000), 3), 0);
+      for (const id of ["sent-1", "sent-2", "sent-3", "failed"]) assert.equal(await ctx.store.findMail("inst-a", id), undefined, id);
+      assert.deepEqual(await ctx.store.countMails(), { queued: 2, sent: 1 });
+
+      const again = await ctx.store.enqueueMail(mail("sent-1-again", { createdAt: at(1), idempotencyKey: "sent-1" }));
+      assert.deepEqual([again.created, again.mail.id], [true, "sent-1-again"]);
+    });
+
     test("countMails of an empty outbox is empty", async () => {
       assert.deepEqual(await ctx.store.countMails(), {});
     });
