@@ -67,12 +67,14 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: "smtpgate_process_" });
     new Gauge({
       name: "smtpgate_outbox_mails",
-      help: "Mails in the outbox by state.",
+      help: "Unfinished mails in the outbox by state (queued, sending); finished ones are counted by smtpgate_mail_attempts_total.",
       labelNames: ["state"],
       registers: [this.registry],
       async collect() {
-        const counts = await store.countMails().catch(() => ({}) as Record<string, number>);
-        for (const state of ["queued", "sending", "sent", "failed"]) this.set({ state }, counts[state] ?? 0);
+        // Only the unfinished states: counting the retained sent and failed
+        // mails would read days of history on every scrape.
+        const counts = await store.countMails(["queued", "sending"]).catch(() => ({}) as Record<string, number>);
+        for (const state of ["queued", "sending"]) this.set({ state }, counts[state] ?? 0);
       },
     });
     new Gauge({

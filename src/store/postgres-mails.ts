@@ -5,7 +5,7 @@
  * of a replica that died are taken over once it expires.
  */
 import type pg from "pg";
-import type { AttemptOutcome, OutboxMail } from "../domain/outbox.js";
+import type { AttemptOutcome, MailState, OutboxMail } from "../domain/outbox.js";
 import { changeChannel } from "./postgres-feed.js";
 import type { ClaimRequest, NewMail } from "./store.js";
 
@@ -244,8 +244,11 @@ export class PostgresMails {
   }
 
   /** See MailStore.countMails. */
-  async count(): Promise<Record<string, number>> {
-    const { rows } = await this.query("SELECT state, COUNT(*)::int AS n FROM mails GROUP BY state");
+  async count(states?: readonly MailState[]): Promise<Record<string, number>> {
+    const { rows } =
+      states === undefined
+        ? await this.query("SELECT state, COUNT(*)::int AS n FROM mails GROUP BY state")
+        : await this.query("SELECT state, COUNT(*)::int AS n FROM mails WHERE state = ANY($1::text[]) GROUP BY state", [states]);
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 }

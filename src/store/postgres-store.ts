@@ -9,7 +9,7 @@ import pg from "pg";
 import type { Instance, Role } from "../domain/access.js";
 import type { Logger } from "../domain/deps.js";
 import { DomainError } from "../domain/errors.js";
-import type { AttemptOutcome, OutboxMail } from "../domain/outbox.js";
+import type { AttemptOutcome, MailState, OutboxMail } from "../domain/outbox.js";
 import type { SmtpProvider } from "../domain/provider.js";
 import { PostgresFeed, changeChannel } from "./postgres-feed.js";
 import { translatePgError } from "./postgres-errors.js";
@@ -305,8 +305,8 @@ export class PostgresStore implements Store {
     return this.mails.expire(createdBefore);
   }
 
-  countMails(): Promise<Record<string, number>> {
-    return this.mails.count();
+  countMails(states?: readonly MailState[]): Promise<Record<string, number>> {
+    return this.mails.count(states);
   }
 
   oldestMails(): Promise<Record<string, Date>> {

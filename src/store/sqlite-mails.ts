@@ -228,9 +228,14 @@ export class SqliteMails {
   }
 
   /** See MailStore.countMails. */
-  count(): Record<string, number> {
-    const rows = this.statements.prepare("SELECT state, COUNT(*) AS n FROM mails GROUP BY state").all() as { state: string; n: number }[];
-    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  count(states?: readonly MailState[]): Record<string, number> {
+    if (states === undefined) {
+      const rows = this.statements.prepare("SELECT state, COUNT(*) AS n FROM mails GROUP BY state").all() as { state: string; n: number }[];
+      return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+    }
+    const counting = this.statements.prepare("SELECT COUNT(*) AS n FROM mails WHERE state = ?");
+    const counts = states.map((state) => [state, (counting.get(state) as { n: number }).n] as const);
+    return Object.fromEntries(counts.filter(([, n]) => n > 0));
   }
 
   /** See MailStore.oldestMails. One index lookup per state (mails_age). */

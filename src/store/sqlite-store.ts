@@ -9,7 +9,7 @@ import Database from "better-sqlite3";
 import { EventEmitter } from "node:events";
 import type { Instance, Role } from "../domain/access.js";
 import { DomainError } from "../domain/errors.js";
-import type { AttemptOutcome, OutboxMail } from "../domain/outbox.js";
+import type { AttemptOutcome, MailState, OutboxMail } from "../domain/outbox.js";
 import type { SmtpProvider } from "../domain/provider.js";
 import { GroupCommit } from "./sqlite-group-commit.js";
 import { SqliteMails } from "./sqlite-mails.js";
@@ -189,8 +189,8 @@ export class SqliteStore implements Store {
     return this.mails.expire(createdBefore);
   }
 
-  async countMails(): Promise<Record<string, number>> {
-    return this.mails.count();
+  async countMails(states?: readonly MailState[]): Promise<Record<string, number>> {
+    return this.mails.count(states);
   }
 
   async oldestMails(): Promise<Record<string, Date>> {

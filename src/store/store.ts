@@ -9,7 +9,7 @@
  * instance, so every write returns a sequence higher than any before it.
  */
 import type { Instance, Role } from "../domain/access.js";
-import type { AttemptOutcome, OutboxMail } from "../domain/outbox.js";
+import type { AttemptOutcome, MailState, OutboxMail } from "../domain/outbox.js";
 import type { SmtpProvider } from "../domain/provider.js";
 
 /** Event types the domain records. */
@@ -157,8 +157,12 @@ export interface MailStore {
    * how many.
    */
   purgeMails(createdBefore: Date, limit: number): Promise<number>;
-  /** Mail counts by state. */
-  countMails(): Promise<Record<string, number>>;
+  /**
+   * Mail counts by state, of every state or only of `states`; states
+   * without mails are left out. Counting only the unfinished states reads
+   * only their rows (an index range per state), not the retained history.
+   */
+  countMails(states?: readonly MailState[]): Promise<Record<string, number>>;
   /** Creation time of the oldest mail in each state that has mails. */
   oldestMails(): Promise<Record<string, Date>>;
   /** Calls `listener` after commits that change providers or mails; returns an unsubscribe. */

@@ -118,7 +118,8 @@ describe("delivery metrics", () => {
     await eventually(async () => /smtpgate_mail_attempts_total\{outcome="sent",reply_class="2xx"\} 3/.test(await scrape()), 5000, "three sent attempts counted");
     const after = await scrape();
     assert.match(after, new RegExp(`smtpgate_smtp_pool_busy_connections\\{provider_id="${providerId}"\\} 0`));
-    assert.match(after, /smtpgate_outbox_mails\{state="sent"\} 3/);
+    assert.match(after, /smtpgate_outbox_mails\{state="sending"\} 0/);
+    assert.doesNotMatch(after, /smtpgate_outbox_mails\{state="sent"\}/);
   });
 });
 

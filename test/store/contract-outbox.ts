@@ -349,6 +349,8 @@ function describeExpiryAndCounts(ctx: ContractContext): void {
       assert.deepEqual(await state("sent"), ["sent", "", ""]);
       assert.deepEqual(await state("new"), ["queued", "", ""]);
       assert.deepEqual(await ctx.store.countMails(), { failed: 2, sending: 1, sent: 1, queued: 1 });
+      assert.deepEqual(await ctx.store.countMails(["queued", "sending"]), { sending: 1, queued: 1 });
+      assert.deepEqual(await ctx.store.countMails(["sent", "queued"]), { sent: 1, queued: 1 });
     });
 
     test("purgeMails deletes sent and failed mails created before the cutoff, at most limit, and frees their idempotency keys", async () => {
