@@ -14,7 +14,7 @@ import { MailState } from "../src/gen/smtpgate/notify/v1/notify_pb.js";
 import { adminClient, bearer } from "./helpers/clients.js";
 import { notifyClient } from "./helpers/notify.js";
 import { startSlowSink } from "./helpers/slow-sink.js";
-import { runCommand, startChildServer, type ChildServer } from "./helpers/child-server.js";
+import { runCommand, startChildServer, type ChildServer, type CommandResult } from "./helpers/child-server.js";
 
 const tempDirs: string[] = [];
 const children: ChildServer[] = [];
@@ -84,6 +84,17 @@ async function assertCode(promise: Promise<unknown>, code: Code): Promise<void> 
 function lastLine(text: string): string {
   const lines = text.trim().split("\n");
   return lines[lines.length - 1].trim();
+}
+
+/** Runs `smtpgate token create --data-dir <dataDir> --instance <instance> <more>`. */
+function tokenCreate(dataDir: string, instance: string, ...more: string[]) {
+  return runCommand(["token", "create", "--data-dir", dataDir, "--instance", instance, ...more]);
+}
+
+/** The token a `token create` printed as its last line; fails the test unless it exited 0. */
+function printedToken(result: CommandResult): string {
+  assert.equal(result.code, 0, result.stderr);
+  return lastLine(result.stdout);
 }
 
 /** Asserts that each "--flag" line of a command's help is followed by its SMTPGATE_* variable. */
@@ -193,16 +204,7 @@ describe("smtpgate usage errors", () => {
 
   test("token create with an unknown role exits 2 and lists the known roles", async () => {
     const dir = newDataDir();
-    const result = await runCommand([
-      "token",
-      "create",
-      "--data-dir",
-      dir,
-      "--instance",
-      "localhost",
-      "--role",
-      "ROOT",
-    ]);
+    const result = await tokenCreate(dir, "localhost", "--role", "ROOT");
     assert.equal(result.code, 2);
     assert.match(result.stderr, /ROOT/);
     assert.match(result.stderr, /IAM_OWNER_VIEWER/);
@@ -393,18 +395,7 @@ describe("smtpgate token create and instance add", () => {
   test("a viewer token created while the server runs can read but not write", async () => {
     const dataDir = newDataDir();
     const server = await serve(["--data-dir", dataDir, "--port", "0"]);
-    const result = await runCommand([
-      "token",
-      "create",
-      "--data-dir",
-      dataDir,
-      "--instance",
-      "localhost",
-      "--role",
-      "IAM_OWNER_VIEWER",
-    ]);
-    assert.equal(result.code, 0, result.stderr);
-    const viewer = lastLine(result.stdout);
+    const viewer = printedToken(await tokenCreate(dataDir, "localhost", "--role", "IAM_OWNER_VIEWER"));
 
     const client = clientFor(server.port, viewer);
     const list = await client.listSMTPConfigs({});
@@ -417,16 +408,7 @@ describe("smtpgate token create and instance add", () => {
   test("an owner token created by the CLI can write", async () => {
     const dataDir = newDataDir();
     const server = await serve(["--data-dir", dataDir, "--port", "0"]);
-    const result = await runCommand([
-      "token",
-      "create",
-      "--data-dir",
-      dataDir,
-      "--instance",
-      "127.0.0.1",
-    ]);
-    assert.equal(result.code, 0, result.stderr);
-    const owner = lastLine(result.stdout);
+    const owner = printedToken(await tokenCreate(dataDir, "127.0.0.1"));
     const added = await clientFor(server.port, owner).addSMTPConfig(smtpInput);
     assert.ok(added.id);
     await server.stop();
@@ -435,14 +417,7 @@ describe("smtpgate token create and instance add", () => {
   test("token create for an unknown instance exits with an error and prints no token", async () => {
     const dataDir = newDataDir();
     const server = await serve(["--data-dir", dataDir, "--port", "0"]);
-    const result = await runCommand([
-      "token",
-      "create",
-      "--data-dir",
-      dataDir,
-      "--instance",
-      "nowhere.test",
-    ]);
+    const result = await tokenCreate(dataDir, "nowhere.test");
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /nowhere\.test/);
     assert.equal(result.stdout, "");
@@ -464,16 +439,7 @@ describe("smtpgate token create and instance add", () => {
     const instanceId = lastLine(added.stdout);
     assert.match(instanceId, /^\S+$/);
 
-    const created = await runCommand([
-      "token",
-      "create",
-      "--data-dir",
-      dataDir,
-      "--instance",
-      "other.test",
-    ]);
-    assert.equal(created.code, 0, created.stderr);
-    const token = lastLine(created.stdout);
+    const token = printedToken(await tokenCreate(dataDir, "other.test"));
 
     // Works on other.test and its writes carry that instance as owner...
     const other = clientForInstance(server.port, token, "other.test");

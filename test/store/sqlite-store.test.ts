@@ -10,12 +10,12 @@ import { afterEach, beforeEach, describe, test } from "node:test";
 import type { SmtpProvider } from "../../src/domain/provider.js";
 import { sqliteMigrations } from "../../src/store/sqlite-migrations.js";
 import { openSqliteStore, type SqliteStore } from "../../src/store/sqlite-store.js";
-import { StoreConflict, type NewEvent, type ProviderWrite } from "../../src/store/store.js";
+import { StoreConflict } from "../../src/store/store.js";
+import { commitProvider, event, provider, t0, write } from "./contract.js";
 
 let dir: string;
 let path: string;
 let store: SqliteStore;
-const t0 = new Date("2024-05-02T08:15:30.123Z");
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), "smtpgate-store-"));
@@ -31,53 +31,8 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function provider(id: string, fields: Partial<SmtpProvider> = {}): SmtpProvider {
-  return {
-    instanceId: "inst-a",
-    id,
-    description: `provider ${id}`,
-    senderAddress: `${id}@example.test`,
-    senderName: `Sender ${id}`,
-    replyToAddress: "",
-    tls: true,
-    host: "smtp.example.test:465",
-    user: id,
-    isActive: false,
-    sealedPassword: `v1.sealed.${id}`,
-    sequence: 1n,
-    creationDate: t0,
-    changeDate: t0,
-    ...fields,
-  };
-}
-
-function event(objectId: string, type: NewEvent["type"] = "smtp.config.added"): NewEvent {
-  return { type, objectId, payload: { note: `${type} of ${objectId}` } };
-}
-
-function write(
-  fields: Partial<ProviderWrite> & Pick<ProviderWrite, "expectedSequence" | "events">,
-): ProviderWrite {
-  return {
-    instanceId: "inst-a",
-    actor: "token-1",
-    createdAt: t0,
-    upserts: [],
-    deletes: [],
-    ...fields,
-  };
-}
-
 /** Commits an added provider as the next event of its instance; returns the new sequence. */
-async function addProvider(p: SmtpProvider): Promise<bigint> {
-  const { sequence } = await store.readProviders(p.instanceId);
-  await store.commit({
-    ...write({ expectedSequence: sequence, events: [event(p.id)] }),
-    instanceId: p.instanceId,
-    upserts: [{ ...p, sequence: sequence + 1n }],
-  });
-  return sequence + 1n;
-}
+const addProvider = (p: SmtpProvider) => commitProvider(store, p);
 
 describe("sequence compare-and-set", () => {
   test("a fresh instance is at sequence 0 with no providers", async () => {
