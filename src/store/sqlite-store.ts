@@ -198,18 +198,16 @@ export class SqliteStore implements Store {
   }
 
   async findInstanceByDomain(domain: string): Promise<Instance | undefined> {
+    // One statement, domains included: every request runs it.
     const row = this.statements
-      .prepare("SELECT i.id, i.created_at FROM instance_domains d JOIN instances i ON i.id = d.instance_id WHERE d.domain = ?")
-      .get(domain) as { id: string; created_at: number } | undefined;
+      .prepare(
+        `SELECT i.id, i.created_at,
+           (SELECT json_group_array(o.domain ORDER BY o.domain) FROM instance_domains o WHERE o.instance_id = i.id) AS domains
+         FROM instance_domains d JOIN instances i ON i.id = d.instance_id WHERE d.domain = ?`,
+      )
+      .get(domain) as { id: string; created_at: number; domains: string } | undefined;
     if (!row) return undefined;
-    return { id: row.id, domains: this.domainsOf(row.id), createdAt: new Date(row.created_at) };
-  }
-
-  private domainsOf(instanceId: string): string[] {
-    const rows = this.statements
-      .prepare("SELECT domain FROM instance_domains WHERE instance_id = ? ORDER BY domain")
-      .all(instanceId) as { domain: string }[];
-    return rows.map((r) => r.domain);
+    return { id: row.id, domains: JSON.parse(row.domains) as string[], createdAt: new Date(row.created_at) };
   }
 
   async addInstance(instance: Instance): Promise<void> {
