@@ -9,7 +9,7 @@ import { HealthMonitor } from "./api/health.js";
 import { Metrics } from "./api/metrics.js";
 import { listenDual, type ConnectionLimits, type DualServer } from "./api/listener.js";
 import { createLogger } from "./config/logger.js";
-import { loadMasterKeys, masterKeyFile, readKeyFile } from "./config/master-key.js";
+import { keyFileWatcher, loadMasterKeys, masterKeyFile } from "./config/master-key.js";
 import type { DomainDeps, Logger } from "./domain/deps.js";
 import { addInstance } from "./domain/instances.js";
 import type { MailSender } from "./domain/mail.js";
@@ -107,9 +107,9 @@ export function masterKeysFor(config: Pick<ServerConfig, "masterKeyEnv" | "datab
  * `smtpgate keys rotate` without a restart; undefined with
  * SMTPGATE_MASTERKEY, which a running process cannot see change.
  */
-function keyFileReloader(config: Pick<ServerConfig, "masterKeyEnv">, dataDir: string): (() => Buffer[]) | undefined {
+function keyFileReloader(config: Pick<ServerConfig, "masterKeyEnv">, dataDir: string): (() => Buffer[] | undefined) | undefined {
   if (config.masterKeyEnv && config.masterKeyEnv.trim() !== "") return undefined;
-  return () => readKeyFile(join(dataDir, masterKeyFile));
+  return keyFileWatcher(join(dataDir, masterKeyFile));
 }
 
 /**

@@ -10,8 +10,9 @@
  * Rotating the embedded key: `smtpgate keys rotate` puts a new key on the
  * first line (the old ones stay below it, so existing values still open),
  * then re-seals every stored password under it. A running server follows
- * without a restart: it re-reads the file before sealing, and when it meets
- * a key id it does not know (see SecretBox's reload option).
+ * without a restart: it looks at the file before sealing, and when it meets
+ * a key id it does not know, and reads it again when it changed (see
+ * SecretBox's reload option and keyFileWatcher).
  *
  * Rotating SMTPGATE_MASTERKEY: a process cannot see its environment change,
  * so the operator restarts with the new key in front, "new,old", and then
@@ -22,7 +23,7 @@
  * under the old key, it may be dropped from the list.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** Name of the embedded key file in the data directory. */
@@ -69,6 +70,30 @@ export function readKeyFile(file: string): Buffer[] {
   const keys = lines.filter((line) => line !== "" && !line.startsWith("#")).map(decodeMasterKey);
   if (keys.length === 0) throw new Error(`${file} holds no master key`);
   return keys;
+}
+
+/**
+ * Returns a function that reads `file`'s keys when the file changed since
+ * its last call (always on the first), and returns undefined otherwise.
+ * Throws what readKeyFile or stat throws.
+ *
+ * Why: a server looks at its key file before every seal, to follow a
+ * rotation at once. Reading and decoding the file each time cost about 9 µs
+ * of every password write in a CPU profile (bench/durable-writes.ts); a stat
+ * costs about 2. A change is seen by the file's identity, size and change
+ * time: a rotation replaces the file (a new inode) and makes it longer; an
+ * edit in place changes its times.
+ */
+export function keyFileWatcher(file: string): () => Buffer[] | undefined {
+  let seen = "";
+  return () => {
+    const stat = statSync(file, { bigint: true });
+    const identity = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`;
+    if (identity === seen) return undefined;
+    const keys = readKeyFile(file);
+    seen = identity;
+    return keys;
+  };
 }
 
 /**

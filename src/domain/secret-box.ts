@@ -40,9 +40,10 @@ export interface SecretBoxOptions {
    * restart: it seals under the newest key at once, and opens values sealed
    * under a key it learned after it started. Absent with SMTPGATE_MASTERKEY,
    * which cannot change under a running process (see src/config/master-key.ts
-   * for the order of steps there).
+   * for the order of steps there). It returns undefined when the list has
+   * not changed since its last call, which keeps the current keys.
    */
-  readonly reload?: () => readonly Buffer[];
+  readonly reload?: () => readonly Buffer[] | undefined;
 }
 
 /** The key id a sealed value names, or undefined for "" and malformed values. */
@@ -60,7 +61,7 @@ const maxMissedIds = 1000;
 export class SecretBox {
   private readonly keys = new Map<string, Buffer>();
   private primaryId = "";
-  private readonly reload: (() => readonly Buffer[]) | undefined;
+  private readonly reload: (() => readonly Buffer[] | undefined) | undefined;
   private readonly missedIds = new Set<string>();
 
   /**
@@ -87,7 +88,8 @@ export class SecretBox {
   private reloadKeys(): void {
     if (!this.reload) return;
     try {
-      this.useKeys(this.reload());
+      const keys = this.reload();
+      if (keys !== undefined) this.useKeys(keys);
     } catch {
       // A key file being edited by hand may be briefly unreadable; the keys
       // we have stay valid, and a value under an unknown key fails closed.
