@@ -3,7 +3,10 @@
  * active provider, and records the outcome.
  *
  * Correctness comes from the store: every attempt reads the active provider
- * and its sequence fresh, and every tick wakes mails whose provider changed.
+ * and its sequence fresh, and ticks wake mails whose provider changed. The
+ * timer's ticks wake the mails of every instance; a tick the change feed or
+ * a finished attempt asked for wakes only the instances named (see kick),
+ * so a save costs a few index reads, not one per instance of the server.
  * The store's change feed only makes ticks happen sooner.
  *
  * A claim is a lease: while an attempt runs, the worker extends the claims
@@ -71,6 +74,10 @@ export class OutboxWorker {
   private unsubscribe: (() => void) | undefined;
   private ticking: Promise<void> | undefined;
   private tickAgain = false;
+  /** Whether the next tick wakes the waiting mails of every instance... */
+  private isWakingAll = true;
+  /** ...or else of these. */
+  private readonly instancesToWake = new Set<string>();
   /** deps.now() of the last purge of finished mails, ms. */
   private lastPurgeAt = 0;
   private stopped = false;
@@ -97,7 +104,7 @@ export class OutboxWorker {
 
   /** Starts ticking on the change feed and on a timer. */
   start(): void {
-    this.unsubscribe = this.store.subscribe(() => this.kick());
+    this.unsubscribe = this.store.subscribe((change) => this.kick(change.instanceId));
     this.timer = setInterval(() => this.kick(), this.opts.pollMs);
     this.timer.unref();
     this.renewTimer = setInterval(() => void this.extendClaims(), this.opts.leaseMs / 3);
@@ -117,9 +124,15 @@ export class OutboxWorker {
     }
   }
 
-  /** Runs a tick soon; coalesces with one already running. */
-  kick(): void {
+  /**
+   * Runs a tick soon; coalesces with one already running. The tick wakes
+   * the waiting mails of `instanceId`, or of every instance when it is
+   * absent or "*" (a gap in the change feed).
+   */
+  kick(instanceId?: string): void {
     if (this.stopped) return;
+    if (instanceId === undefined || instanceId === "*") this.isWakingAll = true;
+    else this.instancesToWake.add(instanceId);
     if (this.ticking) {
       this.tickAgain = true;
       return;
@@ -143,7 +156,7 @@ export class OutboxWorker {
   private async tick(): Promise<void> {
     const now = this.deps.now();
     this.deps.pool.closeIdle(idleTransportMs);
-    await this.store.wakeWaitingMails(now);
+    await this.wake(now);
     const expired = await this.store.expireMails(new Date(now.getTime() - this.opts.policy.maxAgeMs), now);
     if (expired > 0) this.log.warn({ event: "mail.expired", count: expired }, "mails failed after waiting too long");
     await this.purgeFinished(now);
@@ -153,6 +166,24 @@ export class OutboxWorker {
     const launched = await this.claimWithinLimits(now, free);
     // A full batch means more may be due right away.
     if (launched === free) this.tickAgain = true;
+  }
+
+  /**
+   * Wakes the waiting mails kick asked for, and takes that request. When a
+   * wake fails, the next tick wakes every instance.
+   */
+  private async wake(now: Date): Promise<void> {
+    const isAll = this.isWakingAll;
+    const some = [...this.instancesToWake];
+    this.isWakingAll = false;
+    this.instancesToWake.clear();
+    try {
+      if (isAll) await this.store.wakeWaitingMails(now);
+      else for (const instanceId of some) await this.store.wakeWaitingMails(now, instanceId);
+    } catch (err) {
+      this.isWakingAll = true;
+      throw err;
+    }
   }
 
   /**
@@ -242,7 +273,8 @@ export class OutboxWorker {
       const left = (this.perInstanceCount.get(mail.instanceId) ?? 1) - 1;
       if (left === 0) this.perInstanceCount.delete(mail.instanceId);
       else this.perInstanceCount.set(mail.instanceId, left);
-      this.kick();
+      // Its password may have changed while it was sent: wake its instance.
+      this.kick(mail.instanceId);
     });
     this.inFlight.set(mail.id, run);
   }

@@ -198,9 +198,9 @@ export class PostgresMails {
       return this.countAnnounced(
         (text, values) => client.query(text, values),
         `UPDATE mails SET wait_reason = '', next_attempt_at = $1
-         WHERE id IN (${waitingBeside("<")} UNION ALL ${waitingBeside(">")})
+         WHERE id IN (${waitingBeside("<", instanceId !== undefined)} UNION ALL ${waitingBeside(">", instanceId !== undefined)})
          RETURNING instance_id`,
-        [now, instanceId ?? null],
+        instanceId === undefined ? [now] : [now, instanceId],
       );
     });
   }
@@ -268,11 +268,12 @@ export async function oldestMails(query: Query): Promise<Record<string, Date>> {
  * every instance when $2 is null) whose recorded (provider, sequence) sorts
  * `op` the provider's current one.
  */
-function waitingBeside(op: "<" | ">"): string {
+/** Waiting mails on one side of their instance's active (provider, sequence); of instance $2 alone when `isOneInstance`. */
+function waitingBeside(op: "<" | ">", isOneInstance: boolean): string {
   return `SELECT m.id FROM smtp_providers p JOIN mails m
             ON m.instance_id = p.instance_id AND m.wait_reason <> ''
            AND (m.wait_provider_id, m.wait_sequence) ${op} (p.id, p.sequence)
-          WHERE p.is_active AND ($2::text IS NULL OR p.instance_id = $2)`;
+          WHERE p.is_active ${isOneInstance ? "AND p.instance_id = $2" : ""}`;
 }
 
 /** Whether a row of `table` may be claimed at $1: queued and due, or claimed under an expired lease. */

@@ -184,6 +184,9 @@ export class SqliteMails {
    * comparison only by its first column. Mails still waiting on the current
    * provider and sequence, however many, are not read. A no_provider wait
    * records provider "" and sequence 0, which sorts before every provider.
+   * One instance's wake reads its active provider by key: a condition such
+   * as "@instance = '' OR p.instance_id = @instance" made SQLite read every
+   * active provider instead, 270 µs per wake at 1 000 instances.
    */
   wake(now: Date, instanceId?: string): number {
     const ranges = [
@@ -196,11 +199,11 @@ export class SqliteMails {
       (range) =>
         `SELECT m.rowid FROM smtp_providers p JOIN mails m
            ON m.instance_id = p.instance_id AND m.wait_reason <> '' AND ${range}
-         WHERE p.is_active = 1 AND (@instance = '' OR p.instance_id = @instance)`,
+         WHERE p.is_active = 1 ${instanceId === undefined ? "" : "AND p.instance_id = @instance"}`,
     );
     return this.statements
       .prepare(`UPDATE mails SET wait_reason = '', next_attempt_at = @now WHERE rowid IN (${waking.join(" UNION ALL ")})`)
-      .run({ now: now.getTime(), instance: instanceId ?? "" }).changes;
+      .run(instanceId === undefined ? { now: now.getTime() } : { now: now.getTime(), instance: instanceId }).changes;
   }
 
   /** See MailStore.purgeMails. Two ranges of mails_age, one per finished state. */
