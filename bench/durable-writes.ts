@@ -10,17 +10,18 @@
  * design and are retried, which is not what this measures.
  *
  *   node dist/bench/durable-writes.js [--rounds N] [--seconds S] [--quick]
+ *       [--profile DIR]   write a V8 CPU profile of the server into DIR
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { addInstance } from "../src/domain/instances.js";
 import { createToken } from "../src/domain/tokens.js";
 import { openSqliteStore } from "../src/store/sqlite-store.js";
 import { benchSmtpSettings, callJson } from "./lib/fixture.js";
 import { describeMachine, machineLine } from "./lib/machine.js";
-import { describeOptions, parseOptions, progress, type BenchOptions } from "./lib/options.js";
+import { describeOptions, flagValue, parseOptions, progress, type BenchOptions } from "./lib/options.js";
 import { runRawCommits } from "./lib/raw-commits.js";
 import { startChild, type ChildServer } from "./lib/servers.js";
 import { formatCount, formatRatio, formatSpread, markdownTable, ratiosOf, spreadOf } from "./lib/stats.js";
@@ -31,7 +32,7 @@ const kinds: readonly WriteKind[] = ["password", "send-mail"];
 const labels: Record<WriteKind, string> = { password: "UpdateSMTPConfigPassword", "send-mail": "SendMail" };
 
 /** Adds one instance, owner token and SMTP config per client, before and after the server starts. */
-async function seed(dataDir: string, count: number): Promise<{ server: ChildServer; clients: WriteClient[] }> {
+async function seed(dataDir: string, count: number, profileDir: string | undefined): Promise<{ server: ChildServer; clients: WriteClient[] }> {
   const store = openSqliteStore(join(dataDir, "smtpgate.db"));
   const owners: { host: string; token: string }[] = [];
   for (let i = 0; i < count; i++) {
@@ -43,7 +44,8 @@ async function seed(dataDir: string, count: number): Promise<{ server: ChildServ
 
   // Delivery is measured elsewhere (bench/delivery.ts): the worker claims
   // nothing here. The SendMail rate limit is policy, not storage: lifted.
-  const server = await startChild({ kind: "smtpgate", dataDir, outbox: { concurrency: 0 }, isSendUnlimited: true });
+  const execArgv = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(profileDir)}`, "--cpu-prof-name=smtpgate-writes.cpuprofile"] : [];
+  const server = await startChild({ kind: "smtpgate", dataDir, outbox: { concurrency: 0 }, isSendUnlimited: true }, { execArgv });
   const clients: WriteClient[] = [];
   for (const owner of owners) {
     const added = await callJson(server.ports.main, "/zitadel.admin.v1.AdminService/AddSMTPConfig", owner.token, benchSmtpSettings, owner.host);
@@ -86,12 +88,14 @@ interface Samples {
 }
 
 async function main(): Promise<void> {
-  const options = parseOptions(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  const options = parseOptions(argv);
+  const profileDir = flagValue(argv, "--profile");
   const machine = describeMachine();
   const dataDir = mkdtempSync(join(tmpdir(), "smtpgate-bench-writes-"));
   const path = join(dataDir, "smtpgate.db");
   progress("durable writes: seeding instances");
-  const { server, clients } = await seed(dataDir, Math.max(...clientCounts));
+  const { server, clients } = await seed(dataDir, Math.max(...clientCounts), profileDir);
   try {
     const bytes = {} as Record<WriteKind, number>;
     const samples = {} as Record<WriteKind, Samples>;

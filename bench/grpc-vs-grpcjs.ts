@@ -19,7 +19,7 @@ import { assertClean, verifyTarget } from "./lib/checked-load.js";
 import { createFixture } from "./lib/fixture.js";
 import { hasH2load, runLoad, type LoadSpec } from "./lib/h2load.js";
 import { describeMachine, machineLine } from "./lib/machine.js";
-import { describeOptions, parseOptions, progress, type BenchOptions } from "./lib/options.js";
+import { describeOptions, flagValue, parseOptions, progress, type BenchOptions } from "./lib/options.js";
 import { probe } from "./lib/probe.js";
 import { grpcPath } from "./lib/reference-servers.js";
 import { measured, startChild, type ChildOptions, type ChildServer, type ServerSpec } from "./lib/servers.js";
@@ -49,11 +49,6 @@ const comparisons = [
   { of: "smtpgate before", to: "grpc-js", label: "smtpgate before / grpc-js" },
   { of: "bare connect-node", to: "bare grpc-js", label: "bare connect-node / bare grpc-js" },
 ];
-
-function flagValue(argv: readonly string[], flag: string): string | undefined {
-  const i = argv.indexOf(flag);
-  return i < 0 ? undefined : argv[i + 1];
-}
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);

@@ -35,6 +35,12 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   };
 }
 
+/** The value after `flag` in `argv`, or undefined when the flag is absent. */
+export function flagValue(argv: readonly string[], flag: string): string | undefined {
+  const i = argv.indexOf(flag);
+  return i < 0 ? undefined : argv[i + 1];
+}
+
 /** Progress for the person watching; results go to stdout as Markdown. */
 export function progress(text: string): void {
   process.stderr.write(`[bench] ${text}\n`);
