@@ -7,40 +7,24 @@
  * protocol failure, so the line says FailedPrecondition, on every protocol.)
  */
 import assert from "node:assert/strict";
-import { createServer, type Server, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { providerInput } from "../helpers/admin-api.js";
 import { adminClient, protocols } from "../helpers/clients.js";
+import { eventually } from "../helpers/notify.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
-
-/** Resolves once `check` holds, polling every 20 ms; rejects after `ms`. */
-async function eventually(what: string, check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+import { startSilentServer, type SilentServer } from "../helpers/slow-sink.js";
 
 describe("cancelled calls", () => {
   let t: TestServer;
-  let silent: Server;
-  let silentPort: number;
-  const open = new Set<Socket>();
+  let silent: SilentServer;
   before(async () => {
     t = await startTestServer();
     // Accepts connections and never greets, so a test mail to it waits
     // until someone gives up.
-    silent = createServer((socket) => {
-      open.add(socket);
-      socket.once("close", () => open.delete(socket));
-    });
-    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
-    silentPort = (silent.address() as { port: number }).port;
+    silent = await startSilentServer();
   });
   after(async () => {
-    open.forEach((socket) => socket.destroy());
-    silent.close();
+    await silent.stop();
     await t.stop();
   });
 
@@ -48,18 +32,18 @@ describe("cancelled calls", () => {
     test(`a test mail the client cancels over ${protocol} drops its SMTP connection and is logged once`, async () => {
       const admin = adminClient(protocol, t.baseUrl, t.ownerToken);
       const { senderAddress, senderName } = providerInput();
-      const request = { senderAddress, senderName, tls: false, host: `127.0.0.1:${silentPort}`, user: "", password: "", receiverAddress: "a@example.test" };
+      const request = { senderAddress, senderName, tls: false, host: silent.hostPort, user: "", password: "", receiverAddress: "a@example.test" };
       const logged = t.logLines.length;
       const abort = new AbortController();
       const call = admin.testSMTPConfig(request, { signal: abort.signal });
-      await eventually("the SMTP connection", () => open.size === 1);
+      await eventually(() => silent.openConnections() === 1, 5000, "the SMTP connection");
 
       abort.abort();
       await assert.rejects(call);
       // Without the cancel, the sender would wait for its 10 s greeting timeout.
-      await eventually("the SMTP connection to close", () => open.size === 0, 2000);
+      await eventually(() => silent.openConnections() === 0, 2000, "the SMTP connection to close");
       const done = () => t.logLines.slice(logged).filter((line) => line.includes('"rpc.done"') && line.includes('"TestSMTPConfig"'));
-      await eventually("the request log line", () => done().length > 0);
+      await eventually(() => done().length > 0, 5000, "the request log line");
       assert.equal(done().length, 1);
       assert.match(done()[0], new RegExp(`"protocol":"${protocol === "connect-json" ? "connect" : protocol}"`));
     });

@@ -6,8 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { MailState } from "../../src/gen/smtpgate/notify/v1/notify_pb.js";
-import { adminClient } from "../helpers/clients.js";
-import { eventually, notifyClient } from "../helpers/notify.js";
+import { addActiveProvider, eventually, notifyClient } from "../helpers/notify.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 import { startSlowSink, type SlowSink } from "../helpers/slow-sink.js";
 
@@ -20,9 +19,7 @@ describe("a send slower than the claim's lease", () => {
     // The DATA reply comes after more than six leases.
     sink = await startSlowSink(() => 7 * leaseMs);
     t = await startTestServer({ outbox: { leaseMs, pollMs: 50 } });
-    const admin = adminClient("connect-json", t.baseUrl, t.ownerToken);
-    const { id } = await admin.addSMTPConfig({ senderAddress: "noreply@smtpgate.test", senderName: "smtpgate", host: sink.hostPort, tls: false });
-    await admin.activateSMTPConfig({ id });
+    await addActiveProvider(t, sink.hostPort, { user: "", password: "" });
   });
   after(async () => {
     await t.stop();

@@ -6,7 +6,6 @@
  * SMTP server keeps the test mail waiting.
  */
 import assert from "node:assert/strict";
-import { createServer, type Server, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { mailReadMaxBytes, maxTimeoutMs, readMaxBytes } from "../../src/api/handler.js";
@@ -15,6 +14,7 @@ import { adminClient, protocols } from "../helpers/clients.js";
 import { notifyClient } from "../helpers/notify.js";
 import { rest } from "../helpers/rest.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
+import { startSilentServer, type SilentServer } from "../helpers/slow-sink.js";
 import { instanceState } from "./fixtures.js";
 
 async function codeOf(call: Promise<unknown>): Promise<{ code: Code; message: string }> {
@@ -29,20 +29,15 @@ async function codeOf(call: Promise<unknown>): Promise<{ code: Code; message: st
 
 describe("request limits", () => {
   let t: TestServer;
-  let silent: Server;
-  let silentPort: number;
-  const sockets = new Set<Socket>();
+  let silent: SilentServer;
   before(async () => {
     t = await startTestServer();
     // Accepts connections and never greets: a test mail to it waits for the
     // sender's 10 s connection timeout unless the deadline ends it first.
-    silent = createServer((socket) => sockets.add(socket));
-    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
-    silentPort = (silent.address() as { port: number }).port;
+    silent = await startSilentServer();
   });
   after(async () => {
-    sockets.forEach((socket) => socket.destroy());
-    silent.close();
+    await silent.stop();
     await t.stop();
   });
 
@@ -88,7 +83,7 @@ describe("request limits", () => {
       test("a short deadline ends a test mail that the SMTP server keeps waiting, with DeadlineExceeded", async () => {
         const admin = adminClient(protocol, t.baseUrl, t.ownerToken);
         const { senderAddress, senderName } = providerInput();
-        const request = { senderAddress, senderName, tls: false, host: `127.0.0.1:${silentPort}`, user: "", password: "", receiverAddress: "a@example.test" };
+        const request = { senderAddress, senderName, tls: false, host: silent.hostPort, user: "", password: "", receiverAddress: "a@example.test" };
         const started = Date.now();
         const answer = await codeOf(admin.testSMTPConfig(request, { timeoutMs: 300 }));
         assert.equal(answer.code, Code.DeadlineExceeded);
